@@ -1,0 +1,42 @@
+# Two entry points: `make run` (the main job on the embedded data) and `make test`.
+# Both create .venv and install what they need; torch is pinned by constraints.txt so pip never
+# resolves a multi-GB CUDA build by itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install -q -c constraints.txt
+
+.PHONY: install dev run study quick train test lint clean
+
+$(VENV)/.base: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PIP) -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.base
+dev: $(VENV)/.dev
+
+run: study
+
+study: install
+	$(VENV)/bin/sandbag study --preset standard
+
+quick: install
+	$(VENV)/bin/sandbag study --preset quick
+
+train: install
+	$(VENV)/bin/sandbag train --data mnist-5k --model ref-cnn --reg l2=1e-3 --reg dropout=0.4 --epochs 15
+
+test: dev
+	$(PY) -m pytest -q
+
+lint: dev
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

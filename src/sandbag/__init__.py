@@ -1,0 +1,1 @@
+"""sandbag: train CNNs under regularization and measure what each technique does."""

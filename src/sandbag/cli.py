@@ -1,0 +1,199 @@
+"""The `sandbag` command line: train, evaluate, summary (and study, report). Errors are one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SandbagError
+
+ERROR_EXIT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (plus where to find help), like every other sandbag error."""
+
+    def error(self, message: str):
+        self.exit(ERROR_EXIT, f"sandbag: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .data import DATASETS
+    from .models import MODELS
+    from .regularizers import SPEC_HELP
+
+    p.add_argument("--data", default="mnist-5k", help=f"data set: {', '.join(DATASETS)} (default: mnist-5k)")
+    p.add_argument("--model", default="ref-cnn", help=f"architecture: {', '.join(MODELS)} (default: ref-cnn)")
+    p.add_argument(
+        "--reg", action="append", default=[], metavar="SPEC",
+        help=f"a technique, repeatable: {SPEC_HELP}. Options: bias/bn include biases / BN scale+shift in a "
+        "penalty; decoupled = AdamW-style decay; prox = L1 by soft-thresholding after each step (exact zeros); "
+        "hidden = noise after each hidden activation; spatial = channel dropout after each conv block; "
+        "post = BN after the activation",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sandbag", description=__doc__.split(":")[0] + ": train CNNs under regularization.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train one model and write a run folder")
+    _add_run_options(train)
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--optimizer", default="adam", help="adam (default), adamw or sgd (momentum 0.9)")
+    train.add_argument("--seed", type=int, default=0, help="seeds weights, batch order, dropout and noise (default 0)")
+    train.add_argument("--train-size", type=int, help="train on a stratified subset of this many samples")
+    train.add_argument("--val-fraction", type=float, default=0.0,
+                       help="carve a stratified validation split from the training data (e.g. 0.1)")
+    train.add_argument("--standardize", action="store_true", help="per-channel mean 0 / std 1 from training data")
+    train.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:N")
+    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    train.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                       help="keep the default NCHW memory layout (channels_last is faster on CPU)")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    evaluate = sub.add_parser("evaluate", help="reload a run folder and report its metrics")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--data", help="evaluate on other data with the same input shape")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    summary = sub.add_parser("summary", help="print the model's Keras-style summary")
+    _add_run_options(summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SandbagError as exc:
+        if args.debug:
+            raise
+        print(f"sandbag: error: {exc}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sandbag: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _cmd_train(args) -> int:
+    from .train import RunConfig, fit
+
+    cfg = RunConfig(
+        data=args.data, model=args.model, regs=args.reg, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, optimizer=args.optimizer, seed=args.seed, train_size=args.train_size,
+        val_fraction=args.val_fraction, standardize=args.standardize, device=args.device, threads=args.threads,
+        channels_last=args.channels_last, tensorboard=args.tensorboard,
+    )
+    out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
+    console = Console(stderr=True, quiet=args.quiet)
+    with _progress(console, cfg.epochs, enabled=not args.quiet) as bar:
+        summary = fit(cfg, out, on_epoch=bar.epoch_done, on_step=bar.step)
+    if not args.quiet:
+        Console().print(_metrics_table(summary, f"{out}  ({summary['status']})"))
+    else:
+        print(out)
+    return 0 if summary["status"] == "finished" else 1
+
+
+def _cmd_evaluate(args) -> int:
+    from .train import evaluate_run
+
+    result = evaluate_run(args.run_dir, data=args.data, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print(_metrics_table(result, f"{args.run_dir} on {result['data']}"))
+    return 0
+
+
+def _cmd_summary(args) -> int:
+    from .data import load
+    from .models import build_model, keras_summary
+    from .regularizers import parse_specs
+
+    specs = parse_specs(args.reg)
+    ds = load(args.data)
+    model = build_model(args.model, ds.input_shape, ds.num_classes, specs)
+    print(keras_summary(model, ds.input_shape))
+    return 0
+
+
+_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Terminal output
+
+
+_SHOWN = ("status", "epochs_done", "train_acc", "val_acc", "test_acc", "gap", "train_loss", "test_loss", "penalty",
+          "weight_l2", "frac_small", "frac_zero", "params", "seconds_per_epoch", "total_seconds")
+
+
+def _metrics_table(result: dict, title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in _SHOWN:
+        if key in result and result[key] is not None:
+            value = result[key]
+            table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(
+                value, int) else str(value))
+    return table
+
+
+class _progress:
+    """A rich progress bar over epochs and steps on a terminal; silent when not a TTY or when disabled."""
+
+    def __init__(self, console: Console, epochs: int, enabled: bool):
+        self.console, self.epochs = console, epochs
+        self.enabled = enabled and console.is_terminal
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console)
+            self.bar.start()
+            self.task = self.bar.add_task(f"epoch 1/{self.epochs}", total=None, info="")
+        return self
+
+    def step(self, step: int, steps: int) -> None:
+        if self.bar:
+            self.bar.update(self.task, completed=step, total=steps)
+
+    def epoch_done(self, row: dict) -> None:
+        if self.bar:
+            info = f"test_acc {row['test_acc']:.4f}  gap {row['gap']:+.4f}"
+            nxt = min(row["epoch"] + 1, self.epochs)
+            self.bar.update(self.task, description=f"epoch {nxt}/{self.epochs}", info=info, completed=0)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

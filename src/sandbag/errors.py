@@ -1,0 +1,30 @@
+"""The project's own error types.
+
+Every problem caused by user input (a spec string, a config file, a data file, a checkpoint) raises a subclass of
+`SandbagError` with a one-line message that says what was wrong and what is allowed. The CLI prints that line and
+exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class SandbagError(Exception):
+    """Base class: a problem with the user's input, reported as one line."""
+
+
+class SpecError(SandbagError, ValueError):
+    """A technique spec string (e.g. ``l2=1e-3:bias``) that cannot be parsed."""
+
+
+class DataError(SandbagError):
+    """A data set name or data file that cannot be loaded."""
+
+
+class ModelError(SandbagError):
+    """A model name or an input shape the model cannot take."""
+
+
+class CheckpointError(SandbagError):
+    """A checkpoint or run folder that cannot be loaded."""
+
+
+class ConfigError(SandbagError):
+    """A run or study configuration (CLI values, TOML file) that is invalid."""

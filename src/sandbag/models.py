@@ -1,0 +1,232 @@
+"""Models built from an architecture plus a list of techniques, and their Keras-style summary.
+
+The architecture never changes with the techniques: `build_model` inserts them where the textbook puts them.
+
+- ``bn``: BatchNorm after each conv/dense layer except the output, before its activation (``bn:post``: after it).
+- ``dropout``: after the hidden dense layer(s) (``:spatial``: channel dropout after each conv block instead).
+- ``noise``: at the input (``:hidden``: after each hidden activation instead).
+
+Layers are named the way Keras names them (``conv2d``, ``conv2d_1``, ``dense``, ...), so the state dict and the
+summary read like the Keras model the reference was written in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ModelError
+from .regularizers import GaussianNoise, Spec, find
+
+MODELS = {
+    "ref-cnn": "Conv(32)-MaxPool-Conv(64)-AvgPool-Conv(128)-Dense(128)-Dense(classes): 241,546 params on 1x28x28",
+    "mlp": "Dense(256)-Dense(128)-Dense(classes) on the flattened input",
+}
+
+# torch class -> (Keras layer type, Keras default name)
+_KERAS_NAMES = {
+    nn.Conv2d: ("Conv2D", "conv2d"),
+    nn.Linear: ("Dense", "dense"),
+    nn.MaxPool2d: ("MaxPooling2D", "max_pooling2d"),
+    nn.AvgPool2d: ("AveragePooling2D", "average_pooling2d"),
+    nn.Flatten: ("Flatten", "flatten"),
+    nn.Dropout: ("Dropout", "dropout"),
+    nn.Dropout2d: ("SpatialDropout2D", "spatial_dropout2d"),
+    nn.BatchNorm1d: ("BatchNormalization", "batch_normalization"),
+    nn.BatchNorm2d: ("BatchNormalization", "batch_normalization"),
+    nn.ReLU: ("Activation", "activation"),
+    GaussianNoise: ("GaussianNoise", "gaussian_noise"),
+}
+
+
+class _Builder:
+    """Collects layers under Keras-style unique names and inserts the techniques around each hidden layer."""
+
+    def __init__(self, specs: Sequence[Spec]):
+        self.layers: dict[str, nn.Module] = {}
+        self._counts: Counter[str] = Counter()
+        self.bn = find(specs, "bn")
+        self.dropout = find(specs, "dropout", "default")
+        self.spatial_dropout = find(specs, "dropout", "spatial")
+        self.input_noise = find(specs, "noise", "default")
+        self.hidden_noise = find(specs, "noise", "hidden")
+
+    def add(self, layer: nn.Module) -> None:
+        base = _KERAS_NAMES[type(layer)][1]
+        n = self._counts[base]
+        self._counts[base] += 1
+        self.layers[base if n == 0 else f"{base}_{n}"] = layer
+
+    def input(self) -> None:
+        if self.input_noise:
+            self.add(GaussianNoise(self.input_noise.value))
+
+    def hidden(self, layer: nn.Conv2d | nn.Linear) -> None:
+        """A hidden conv/dense layer with its activation, and BN (pre or post) and hidden noise around it."""
+        width = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+        norm = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
+        self.add(layer)
+        if self.bn and not self.bn.has("post"):
+            self.add(norm(width))
+        self.add(nn.ReLU())
+        if self.bn and self.bn.has("post"):
+            self.add(norm(width))
+        if self.hidden_noise:
+            self.add(GaussianNoise(self.hidden_noise.value))
+
+    def end_of_conv_block(self) -> None:
+        if self.spatial_dropout:
+            self.add(nn.Dropout2d(self.spatial_dropout.value))
+
+    def after_hidden_dense(self) -> None:
+        if self.dropout:
+            self.add(nn.Dropout(self.dropout.value))
+
+    def build(self) -> nn.Sequential:
+        return nn.Sequential(OrderedDict(self.layers))
+
+
+def _ref_cnn(b: _Builder, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    channels = input_shape[0]
+    b.input()
+    b.hidden(nn.Conv2d(channels, 32, 3))
+    b.add(nn.MaxPool2d(2))
+    b.end_of_conv_block()
+    b.hidden(nn.Conv2d(32, 64, 3))
+    b.add(nn.AvgPool2d(2))
+    b.end_of_conv_block()
+    b.hidden(nn.Conv2d(64, 128, 3))
+    b.end_of_conv_block()
+    b.add(nn.Flatten())
+    h, w = (_ref_cnn_side(side) for side in input_shape[1:])
+    b.hidden(nn.Linear(128 * h * w, 128))
+    b.after_hidden_dense()
+    b.add(nn.Linear(128, num_classes))
+
+
+def _ref_cnn_side(side: int) -> int:
+    """Spatial size after conv3-maxpool2-conv3-avgpool2-conv3 (valid padding, floor pooling)."""
+    return ((side - 2) // 2 - 2) // 2 - 2
+
+
+REF_CNN_MIN_SIDE = 18  # smallest side for which _ref_cnn_side(side) >= 1
+
+
+def _mlp(b: _Builder, input_shape: tuple[int, int, int], num_classes: int) -> None:
+    if b.spatial_dropout:
+        raise ModelError("dropout:spatial needs conv blocks; the mlp has none (use dropout=RATE)")
+    b.input()
+    b.add(nn.Flatten())
+    width = math.prod(input_shape)
+    for hidden in (256, 128):
+        b.hidden(nn.Linear(width, hidden))
+        b.after_hidden_dense()
+        width = hidden
+    b.add(nn.Linear(width, num_classes))
+
+
+_ARCHITECTURES = {"ref-cnn": _ref_cnn, "mlp": _mlp}
+
+
+def build_model(
+    name: str = "ref-cnn",
+    input_shape: Sequence[int] = (1, 28, 28),
+    num_classes: int = 10,
+    specs: Iterable[Spec] = (),
+) -> nn.Sequential:
+    """Build architecture `name` for inputs of shape (C, H, W) with the given techniques inserted."""
+    if name not in _ARCHITECTURES:
+        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_ARCHITECTURES)}")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ModelError(f"input shape must be (channels, height, width) with positive sizes, got {shape}")
+    if name == "ref-cnn" and min(shape[1:]) < REF_CNN_MIN_SIDE:
+        raise ModelError(
+            f"input {shape[1]}x{shape[2]} is too small for ref-cnn: its three 3x3 convolutions and two 2x2 "
+            f"pools need height and width >= {REF_CNN_MIN_SIDE}"
+        )
+    if num_classes < 2:
+        raise ModelError(f"need at least 2 classes, got {num_classes}")
+    builder = _Builder(list(specs))
+    _ARCHITECTURES[name](builder, shape, num_classes)
+    return builder.build()
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """Parameter counts the Keras way: BN's running mean and variance are non-trainable parameters."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    frozen += sum(_bn_stat_count(m) for m in model.modules())
+    return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
+
+
+def _bn_stat_count(module: nn.Module) -> int:
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+        return module.running_mean.numel() + module.running_var.numel()
+    return 0
+
+
+def keras_summary(model: nn.Sequential, input_shape: Sequence[int], title: str = "sequential") -> str:
+    """The model summary as Keras prints it: Layer (type) | Output Shape (channels last) | Param #, then totals.
+
+    Output shapes come from torchinfo; BN's running statistics are added to the param counts as Keras does.
+    ReLUs right after a conv/dense layer are folded into it, as Keras's ``activation='relu'`` argument would.
+    """
+    import torchinfo
+
+    stats = torchinfo.summary(model, input_size=(1, *input_shape), verbose=0, device="cpu", depth=1)
+    names = {id(module): name for name, module in model.named_children()}
+    rows, previous = [], None
+    for info in stats.summary_list:
+        module = info.module
+        if id(module) not in names:
+            continue
+        folded = isinstance(module, nn.ReLU) and isinstance(previous, nn.Conv2d | nn.Linear)
+        previous = module
+        if folded:
+            continue
+        kind = _KERAS_NAMES.get(type(module), (type(module).__name__,))[0]
+        params = sum(p.numel() for p in module.parameters()) + _bn_stat_count(module)
+        rows.append((f"{names[id(module)]} ({kind})", _keras_shape(info.output_size), f"{params:,}"))
+    counts = count_params(model)
+    widths = (max(29, max(len(r[0]) for r in rows) + 2), 26, 10)
+    line = "_" * sum(widths)
+
+    def fmt(cells):
+        return " " + "".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [f'Model: "{title}"', line, fmt(("Layer (type)", "Output Shape", "Param #")), "=" * sum(widths)]
+    for i, row in enumerate(rows):
+        out += [fmt(row), "=" * sum(widths) if i == len(rows) - 1 else ""]
+    out += [
+        f"Total params: {counts['total']:,}",
+        f"Trainable params: {counts['trainable']:,}",
+        f"Non-trainable params: {counts['non_trainable']:,}",
+        line,
+    ]
+    return "\n".join(out)
+
+
+def _keras_shape(size: Sequence[int]) -> str:
+    """torch (1, C, H, W) -> Keras '(None, H, W, C)'; (1, F) -> '(None, F)'."""
+    dims = list(size)[1:]
+    if len(dims) == 3:
+        dims = [dims[1], dims[2], dims[0]]
+    return "(" + ", ".join(["None", *map(str, dims)]) + ")"
+
+
+def output_shapes(model: nn.Sequential, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """Each named layer's output shape (without the batch dimension) for one input of `input_shape`."""
+    shapes, x = {}, torch.zeros(1, *input_shape)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for name, layer in model.named_children():
+            x = layer(x)
+            shapes[name] = tuple(x.shape[1:])
+    model.train(was_training)
+    return shapes

@@ -1,0 +1,61 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sandbag.cli import main
+
+
+def _sandbag(*args, cwd=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "sandbag", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_summary_prints_the_keras_table(capsys):
+    assert main(["summary"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 241,546" in out and "conv2d_2 (Conv2D)" in out
+
+
+def test_train_writes_the_run_folder_and_evaluate_reads_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--train-size", "300", "--epochs", "1", "--batch-size", "50", "--reg", "l2=1e-3",
+                 "--reg", "keep=0.6", "--out", str(run), "--quiet"])
+    assert code == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test_acc"] == pytest.approx(summary["test_acc"])
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["train", "--reg", "l2=-1", "--epochs", "1"], "l2"),
+        (["train", "--reg", "dropuot=0.5"], "unknown technique"),
+        (["train", "--data", "npz:/nonexistent/file.npz"], "not found"),
+        (["summary", "--model", "resnet"], "unknown model"),
+        (["evaluate", "/nonexistent/run"], "no checkpoint"),
+        (["train", "--epochs", "many"], "invalid int value"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line_and_no_traceback(args, fragment, tmp_path):
+    result = _sandbag(*args, cwd=tmp_path)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sandbag: error:"), result.stderr
+    assert fragment in lines[0] and "Traceback" not in result.stderr
+
+
+def test_unreadable_data_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    result = _sandbag("train", "--data", f"npz:{bad}", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

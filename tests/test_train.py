@@ -1,0 +1,114 @@
+import json
+import math
+
+import pytest
+import torch
+
+from sandbag.errors import CheckpointError, ConfigError, SpecError
+from sandbag.train import TIMING_FIELDS, RunConfig, evaluate_run, fit, load_checkpoint
+
+SMALL = dict(data="mnist-5k", train_size=600, epochs=2, batch_size=32)
+
+
+def _strip_timings(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]
+
+
+def _read_metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_short_run_learns_and_writes_a_complete_run_folder(tmp_path):
+    run = tmp_path / "run"
+    summary = fit(RunConfig(**SMALL, regs=["l2=1e-4", "dropout=0.2"]), run)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 2
+    assert summary["test_loss"] < 0.5 * math.log(10), summary  # from ~2.30 at chance
+    assert summary["test_acc"] > 0.7 and summary["params"] == 241_546
+    assert summary["gap"] == pytest.approx(summary["train_acc"] - summary["test_acc"])
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.jsonl", "summary.json", "model.pt"}
+    rows = _read_metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ["running_loss", "running_acc", "penalty", "train_loss", "train_acc", "test_loss", "test_acc", "gap",
+                "weight_l2", "frac_small", "frac_zero", "epoch_seconds", "samples_per_sec"]:
+        assert key in rows[-1], key
+    assert rows[-1]["penalty"] > 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["versions"]["torch"] == torch.__version__
+    assert RunConfig.from_dict({k: v for k, v in config.items() if k != "versions"}).key() == summary["config_key"]
+    assert not list(run.glob("*.tmp"))
+
+    ckpt = torch.load(run / "model.pt", weights_only=True)
+    assert ckpt["config"]["regs"] == ["l2=0.0001", "dropout=0.2"]
+    again = evaluate_run(run, device="cpu")
+    assert again["test_acc"] == pytest.approx(summary["test_acc"], abs=1e-9)
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
+    cfg = RunConfig(**{**SMALL, "epochs": 1}, regs=["noise=0.2", "dropout=0.3"])
+    fit(cfg, tmp_path / "a")
+    fit(cfg, tmp_path / "b")
+    fit(RunConfig(**{**cfg.to_dict(), "seed": 1}), tmp_path / "c")
+    a, b, c = (_strip_timings(_read_metrics(tmp_path / n)) for n in "abc")
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize(
+    "regs",
+    [["l2=1e-3"], ["l2=1e-3:decoupled"], ["l1=1e-4"], ["l1=1e-4:prox"], ["noise=0.3"], ["keep=0.6"], ["bn"],
+     ["bn:post", "dropout=0.2:spatial", "noise=0.1:hidden"]],
+)
+def test_every_technique_trains(regs):
+    rows = []
+    summary = fit(RunConfig(data="mnist-5k", train_size=400, epochs=2, batch_size=20, regs=regs), on_epoch=rows.append)
+    assert summary["status"] == "finished"
+    assert rows[1]["running_loss"] < rows[0]["running_loss"] < math.log(10), (regs, rows)
+
+
+def test_proximal_l1_gives_exact_zeros_in_training():
+    small = dict(data="mnist-5k", train_size=300, epochs=1, batch_size=50)
+    prox = fit(RunConfig(**small, regs=["l1=1e-3:prox"]))
+    plain = fit(RunConfig(**small, regs=["l1=1e-3"]))
+    assert prox["frac_zero"] > 0.3, prox["frac_zero"]
+    assert plain["frac_zero"] < 0.01 < prox["frac_zero"], (plain["frac_zero"], prox["frac_zero"])
+
+
+def test_validation_split_is_reported():
+    summary = fit(RunConfig(data="mnist-5k", train_size=500, val_fraction=0.2, epochs=1, batch_size=50))
+    assert 0 <= summary["val_acc"] <= 1 and "val_loss" in summary
+
+
+def test_divergence_stops_the_run_with_status_diverged(tmp_path):
+    cfg = RunConfig(data="mnist-5k", train_size=200, epochs=3, batch_size=50, optimizer="sgd", lr=1e6)
+    summary = fit(cfg, tmp_path / "run")
+    assert summary["status"] == "diverged" and summary["epochs_done"] == 1
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "diverged"
+
+
+def test_bad_config_values_raise_clear_errors():
+    with pytest.raises(SpecError):
+        RunConfig(regs=["dropout=2"])
+    with pytest.raises(ConfigError, match="optimizer"):
+        RunConfig(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        fit(RunConfig(data="mnist-5k", train_size=100, batch_size=500, epochs=1))
+    with pytest.raises(ConfigError, match="unknown run config keys"):
+        RunConfig.from_dict({"epoch": 3})
+
+
+def test_checkpoint_loading_refuses_foreign_files(tmp_path):
+    not_ckpt = tmp_path / "x.pt"
+    not_ckpt.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(not_ckpt)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a sandbag checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_tensorboard_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    fit(RunConfig(data="mnist-5k", train_size=200, epochs=1, batch_size=50, tensorboard=True), tmp_path / "run")
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
