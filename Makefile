@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: install dev run study quick train test lint clean
+.PHONY: install dev system-deps run study quick train test lint clean
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,17 @@ quick: install
 train: install
 	$(VENV)/bin/sandbag train --data mnist-5k --model ref-cnn --reg l2=1e-3 --reg dropout=0.4 --epochs 15
 
-test: dev
+# Debian's Chromium + ChromeDriver (the HTML report test) and Fashion-MNIST, where apt is available as root;
+# elsewhere the tests that need them are skipped with a reason.
+system-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+	    && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver dataset-fashion-mnist >/dev/null) || echo "note: apt-get install failed"; \
+	else echo "note: no apt-get as root: tests that need Chromium or Fashion-MNIST will be skipped"; fi
+
+test: dev system-deps
 	$(PY) -m pytest -q
 
 lint: dev

@@ -3,29 +3,19 @@
 import csv
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 from sandbag.errors import ConfigError
 from sandbag.report import build_report
 from sandbag.study import StudyConfig, StudyLock, load_config, load_preset, read_results, run_study
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "configs" / "tiny.toml"
-
-
-@pytest.fixture(scope="module")
-def tiny_study(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "tiny"
-    rows = run_study(load_config(TINY), out, workers=2, threads=1, command="sandbag study --config configs/tiny.toml")
-    build_report(out)
-    return out, rows
 
 
 def test_tiny_study_writes_every_output(tiny_study):
@@ -86,26 +76,54 @@ def test_report_rebuilds_without_training_self_contained_and_escaped(tiny_study,
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-def test_resume_after_kill_redoes_only_unfinished_runs(tmp_path):
+TIMINGS = ("seconds_per_epoch", "total_seconds")
+
+
+def _comparable(rows):
+    return sorted(({k: v for k, v in r.items() if k not in TIMINGS} for r in rows), key=lambda r: r["run_dir"])
+
+
+def test_kill_at_random_points_then_resume_equals_an_uninterrupted_study(tiny_study, tmp_path):
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "sandbag", "study", "--config", str(TINY), "--out", str(out), "--quiet",
            "--workers", "2", "--threads", "1"]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("runs/*/*/summary.json"))) < 6:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole study, workers included, at an arbitrary point
-    proc.wait()
-    finished_before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")}
-    assert 6 <= len(finished_before) < 27
-    assert not list(out.glob("**/*.tmp")) or True  # leftover temp files are harmless: never read
+    rng = random.Random()
+    finished_before: dict[str, int] = {}
+    for target in sorted(rng.sample(range(3, 24), 2)):
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline and len(list(out.glob("runs/*/*/summary.json"))) < target:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 0.5))  # somewhere inside the next runs' epochs or writes
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole study, workers included
+        proc.wait()
+        for name in ("results.csv", "aggregate.csv", "study.json"):
+            if (out / name).exists():  # each file is a complete version, never half-written
+                text = (out / name).read_text()
+                assert text.endswith("\n") if name.endswith(".csv") else json.loads(text)
+        finished_before.update({p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/*/summary.json")})
+    assert 3 <= len(finished_before) < 27
     rows = run_study(load_config(TINY), out, workers=2, threads=1)
     assert len(rows) == 27
     results = read_results(out)
-    assert len(results) == 27 and len({r["run_dir"] for r in results}) == 27
+    assert len(results) == 27 and len({r["run_dir"] for r in results}) == 27  # no duplicate rows
     for p in out.glob("runs/*/*/summary.json"):
         if p.parent.name in finished_before:
             assert p.stat().st_mtime_ns == finished_before[p.parent.name], f"{p.parent.name} was redone"
+    assert _comparable(results) == _comparable(read_results(tiny_study[0]))
+
+
+def test_a_study_whose_runs_diverge_carries_on_and_says_so(tmp_path):
+    cfg = load_config(TINY)
+    cfg = StudyConfig.from_dict({**cfg.to_dict(), "optimizer": "sgd", "lr": 1e6, "train_size": 100,
+                                 "batch_sizes": [32], "sweep": {t: v[:1] for t, v in cfg.sweep.items()}})
+    rows = run_study(cfg, tmp_path / "study", workers=2, threads=1)
+    assert rows and all(r["status"] == "diverged" for r in rows)
+    build_report(tmp_path / "study")
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "did not finish" in report and "textbook strength was used" in report
+    verdicts = json.loads((tmp_path / "study" / "verdicts.json").read_text())
+    assert all(v["data"]["mnist-5k"]["verdict"] == "inconclusive" for v in verdicts if v["number"] != 4)
 
 
 def test_a_second_study_on_the_same_folder_refuses(tmp_path):

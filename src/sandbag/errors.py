@@ -28,3 +28,7 @@ class CheckpointError(SandbagError):
 
 class ConfigError(SandbagError):
     """A run or study configuration (CLI values, TOML file) that is invalid."""
+
+
+class OutputError(SandbagError):
+    """A result that cannot be written (disk full, unwritable folder); earlier files stay intact."""

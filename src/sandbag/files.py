@@ -10,20 +10,39 @@ from typing import Any
 
 import torch
 
+from .errors import OutputError
+
 
 def _replace_from_temp(path: Path, write) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it: the old file stays whole until then.
+
+    A full disk or an unwritable folder raises `OutputError` (one line); the previous version is left intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}; earlier results are intact") from None
         raise
+
+
+def make_dir(path: Path) -> Path:
+    """mkdir -p, with a full disk or an unwritable place reported as one `OutputError` line."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return Path(path)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -14,6 +14,8 @@ A technique is written as a spec string, used by the CLI and by study files alik
                        after each conv block instead)
     bn                 batch norm after each conv/dense layer but the output, before its activation
     bn:post            ... after the activation instead
+    bn:sync            with data-parallel training: statistics over the global batch, not each process's
+                       local batch (the default; see sandbag.distributed); the same as bn in one process
 
 Penalties are sums over elements, not means. Ours is 1/2 * lam * sum(w**2): Keras's ``L2(l2)`` has no 1/2, and
 PyTorch's ``weight_decay=lam`` adds lam * w to the gradient, which is the gradient of ours.
@@ -49,7 +51,7 @@ class Spec:
     options: tuple[str, ...] = field(default_factory=tuple)
 
     def __str__(self) -> str:
-        text = self.name if self.value is None else f"{self.name}={self.value:g}"
+        text = self.name if self.value is None else f"{self.name}={self.value!r}"  # repr: exact round trip
         return ":".join([text, *self.options])
 
     def has(self, option: str) -> bool:
@@ -76,12 +78,12 @@ _TECHNIQUES = {
     "noise": ("sigma", "a number >= 0", lambda v: v >= 0, ("hidden",)),
     "dropout": ("drop rate", "a number in [0, 1)", lambda v: 0 <= v < 1, ("spatial",)),
     "keep": ("keep ratio", "a number in (0, 1]", lambda v: 0 < v <= 1, ("spatial",)),
-    "bn": (None, "no value", None, ("post",)),
+    "bn": (None, "no value", None, ("post", "sync")),
 }
 
 SPEC_HELP = (
     "l2=LAMBDA[:bias][:bn][:decoupled], l1=ALPHA[:bias][:bn][:prox], noise=SIGMA[:hidden], "
-    "dropout=RATE[:spatial] or keep=RATIO[:spatial], bn[:post]"
+    "dropout=RATE[:spatial] or keep=RATIO[:spatial], bn[:post][:sync]"
 )
 
 

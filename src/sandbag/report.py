@@ -22,8 +22,8 @@ from .data import load as load_data
 from .study import read_results
 from .train import load_checkpoint
 
-VERDICT_MARK = {"supported": "✅ supported", "contradicted": "❌ contradicted", "inconclusive": "➖ inconclusive",
-                "mixed": "◐ mixed"}
+VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "inconclusive": "inconclusive",
+                "mixed": "mixed"}
 HEADLINE_ARMS = ("none", "l2", "l1", "noise", "dropout", "bn")
 
 
@@ -64,7 +64,7 @@ def _probe(study_dir: Path, cfg: dict, rows: list[dict], data: str) -> tuple[dic
     ds = load_data(data)
     x, y = ds.x_test[:1000], ds.y_test[:1000]
     out: dict = {k: {} for k in ("dropout_accuracy_drop", "dropout_disagreement", "bn_z_mean_absmax",
-                                 "bn_z_std_absdev_max", "bn_companion_noise_excess")}
+                                 "bn_z_std_absdev_max", "bn_z_std_eps_absdev_max", "bn_companion_noise_excess")}
     fig: dict = {"dropout_eval": [], "dropout_on": []}
     for row in _runs(rows, data, "headline", "dropout"):
         result = analysis.dropout_left_on(_model(study_dir, row), x, y, passes=5, seed=row["seed"])
@@ -80,6 +80,7 @@ def _probe(study_dir: Path, cfg: dict, rows: list[dict], data: str) -> tuple[dic
         norm = analysis.bn_normalization(model, x, batch_size=min(256, len(x)), seed=row["seed"])
         out["bn_z_mean_absmax"][row["seed"]] = norm["z_mean_absmax"]
         out["bn_z_std_absdev_max"][row["seed"]] = norm["z_std_absdev_max"]
+        out["bn_z_std_eps_absdev_max"][row["seed"]] = norm["z_std_eps_absdev_max"]
         fig.setdefault("bn_example", norm["example"])
         if row["seed"] in plain:
             probe = dict(n_samples=16, n_batches=4, batch_size=min(32, len(x)), seed=0)
@@ -114,7 +115,7 @@ def _slug(data: str) -> str:
 
 def _figures(study_dir, cfg, meta, rows, data, fig) -> dict[str, Path]:
     fig_dir = study_dir / "figures" / _slug(data)
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    files.make_dir(fig_dir)
     paths = {}
     error, minima = _penalty_check(fig_dir)
     fig["penalty_minima"] = minima
@@ -217,6 +218,7 @@ def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
         ("p", f"{n_runs} runs on {', '.join(cfg['data'])}; {cfg['seeds']} seeds for the headline comparison, "
               f"{cfg['extra_seeds']} for the sub-experiments. Wall time {_fmt_seconds(meta.get('wall_seconds'))}, "
               f"compute in runs {_fmt_seconds(meta.get('cpu_seconds_runs'))}."),
+        *_problems(meta, rows),
         ("p", f"Command: `{meta['command']}`"),
         ("p", f"Versions: sandbag {ver['sandbag']}, torch {ver['torch']}, Python {ver.get('python', '?')}. "
               f"Hardware: {hw['processor']}, {hw['cpus']} CPUs, {hw['workers']} workers x "
@@ -256,6 +258,20 @@ def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
     blocks += [("h2", "Files"), ("p", "results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
                                       "analysis.json (model probes), verdicts.json, figures/, runs/.")]
     return blocks
+
+
+def _problems(meta, rows) -> list[tuple]:
+    """Diverged runs and strengths that fell back to the textbook value: said up front, never hidden."""
+    out = []
+    diverged = [r for r in rows if r["status"] != "finished"]
+    if diverged:
+        names = ", ".join(sorted({f"{r['data']}/{r['group']}/{r['arm']}" for r in diverged}))
+        out.append(("p", f"**{len(diverged)} run(s) did not finish (status diverged: NaN/inf loss) and are left out "
+                         f"of every comparison:** {names}."))
+    for data, techniques in (meta.get("chosen_by_textbook_fallback") or {}).items():
+        out.append(("p", f"**{data}: every validation run of {', '.join(techniques)} diverged; the textbook "
+                         "strength was used instead.**"))
+    return out
 
 
 def _strength_section(meta, rows, data, paths) -> list[tuple]:

@@ -1,0 +1,142 @@
+"""Bad input, faults and interrupted work: one clear error, nothing lost, nothing foreign executed."""
+
+import errno
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbag import files
+from sandbag.errors import CheckpointError, OutputError, SpecError
+from sandbag.regularizers import Spec, parse_spec
+from sandbag.train import RunConfig, fit, load_checkpoint
+
+SMALL = dict(data="mnist-5k", train_size=100, epochs=1, batch_size=50)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reliability") / "run"
+    fit(RunConfig(**SMALL), out)
+    return out
+
+
+class _RunsCode:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"format": "sandbag-run/1", "payload": _RunsCode(str(marker))}, f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    torch.save({"format": "sandbag-run/1", "payload": _RunsCode(str(marker))}, evil)  # torch's zip format too
+    marker.unlink(missing_ok=True)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_checkpoint_of_another_architecture_and_truncated_files(run_dir, tmp_path):
+    ckpt = torch.load(run_dir / "model.pt", weights_only=True)
+    ckpt["config"]["model"] = "mlp"
+    torch.save(ckpt, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not match its architecture"):
+        load_checkpoint(tmp_path / "other.pt")
+    data = (run_dir / "model.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "cut.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "text.pt")
+
+
+def test_full_disk_raises_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "results.csv"
+    files.write_text(target, "old complete version\n")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OutputError, match="No space left on device") as info:
+        files.write_text(target, "new version\n")
+    assert "\n" not in str(info.value)
+    assert target.read_text() == "old complete version\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temp file left behind
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = subprocess.run([sys.executable, "-m", "sandbag", "train", "--train-size", "100", "--epochs", "1",
+                             "--out", str(blocker / "run")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot write" in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "sandbag", "--debug", "train", "--reg", "l2=-1"],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "SpecError" in result.stderr
+
+
+def test_bn_never_sees_a_batch_of_one_in_training():
+    # 101 samples at batch 50: the trailing batch of 1 is dropped rather than crash BN
+    summary = fit(RunConfig(data="mnist-5k", train_size=101, epochs=1, batch_size=50, regs=["bn"]))
+    assert summary["status"] == "finished"
+
+
+def test_metrics_are_byte_identical_apart_from_timings(tmp_path):
+    cfg = RunConfig(**SMALL, regs=["dropout=0.3", "noise=0.1"])
+    fit(cfg, tmp_path / "a")
+    fit(cfg, tmp_path / "b")
+
+    def stripped(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return "".join(json.dumps({k: v for k, v in r.items() if k not in ("epoch_seconds", "eval_seconds",
+                                                                            "samples_per_sec")}) + "\n" for r in rows)
+
+    assert stripped(tmp_path / "a") == stripped(tmp_path / "b")
+
+
+_CASES = {"spec": 0}
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.one_of(
+    st.text(max_size=40),
+    st.from_regex(r"(l1|l2|noise|dropout|keep|bn|L2|x)(=[-+0-9.eE naif]{0,12})?(:[a-z]{0,10}){0,3}", fullmatch=True),
+))
+def test_spec_parser_fuzz(text):
+    _CASES["spec"] += 1
+    try:
+        spec = parse_spec(text)
+    except SpecError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert isinstance(spec, Spec)
+    assert parse_spec(str(spec)) == spec  # anything accepted round-trips
+
+
+def test_fuzz_case_count_is_reported(capsys):
+    with capsys.disabled():
+        print(f"\n[fuzz] spec parser: {_CASES['spec']} cases tried")
+    assert _CASES["spec"] >= 1000
