@@ -684,9 +684,13 @@ def _check_loaded(ds: Dataset) -> None:
         assert torch.isfinite(x).all() and 0 <= y.min() and y.max() < ds.num_classes
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ_CASES = {"readers": 0}
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data_strategy=st.data())
 def test_mutated_or_random_files_load_or_raise_data_error(fuzz_bases, data_strategy):
+    _FUZZ_CASES["readers"] += 1
     folder: Path = fuzz_bases["dir"] / "case"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -735,3 +739,9 @@ def test_mutated_or_random_files_load_or_raise_data_error(fuzz_bases, data_strat
         assert "\n" not in str(e)
     else:
         _check_loaded(ds)
+
+
+def test_reader_fuzz_case_count_is_reported(capsys):
+    with capsys.disabled():
+        print(f"\n[fuzz] IDX/CIFAR/npz readers: {_FUZZ_CASES['readers']} cases tried")
+    assert _FUZZ_CASES["readers"] >= 500
