@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install -q -c constraints.txt
 
-.PHONY: install dev system-deps run study quick train test lint clean
+.PHONY: install dev system-deps run study quick train test lint clean bench bench-keras
 
 $(VENV)/.base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(VENV)/.base: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,ray]'  # ray: the Ray executor's tests run instead of skipping
 	touch $@
 
 install: $(VENV)/.base
@@ -44,6 +44,14 @@ system-deps:
 
 test: dev system-deps
 	$(PY) -m pytest -q
+
+# Every benchmark (benchmarks/*.py), interleaved against its baseline; rewrites benchmarks/RESULTS.md. Slow (the
+# standard study is one of them): run it on an idle machine. `make bench-keras` first adds the Keras peer's venv.
+bench: install
+	$(PY) benchmarks/run_all.py
+
+bench-keras: install
+	$(PY) benchmarks/keras_peer.py --setup
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -137,7 +137,7 @@ def test_presets_load_and_bad_configs_are_clear(tmp_path):
         assert load_preset(name).name == name
     assert load_preset("standard").seeds >= 5
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "x"\nepochs = [\n')
+    bad.write_text('name = "x"\nepochs = = 3\nseeds = 5\n')
     with pytest.raises(ConfigError, match="invalid TOML.*line"):
         load_config(bad)
     bad.write_text('name = "x"\nepoch = 3\n')

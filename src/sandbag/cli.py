@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model and write a run folder")
     _add_run_options(train)
     train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--batch-size", type=int, default=32,
+                       help="global batch size (default 32); with --nproc N each process takes batch-size / N")
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--optimizer", default="adam", help="adam (default), adamw or sgd (momentum 0.9)")
     train.add_argument("--seed", type=int, default=0, help="seeds weights, batch order, dropout and noise (default 0)")
@@ -61,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                        help="keep the default NCHW memory layout (channels_last is faster on CPU)")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
+    train.add_argument("--amp", choices=("bf16",), default=None,
+                       help="bfloat16 autocast for the forward pass (mostly for GPUs; part of the config hash)")
     train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    train.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel training on N processes here (DDP under torchrun: gloo on CPU, nccl with "
+                       "a GPU each); --batch-size stays the global batch, split among them. BN normalizes over each "
+                       "process's batch unless --reg bn:sync. For several nodes: torchrun ... -m sandbag train ...")
 
     evaluate = sub.add_parser("evaluate", help="reload a run folder and report its metrics")
     evaluate.add_argument("run_dir")
@@ -81,7 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
     study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    study.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: a process pool here (default); ray: each run a Ray task (pip install "
+                       "'sandbag[ray]')")
+    study.add_argument("--address", help="Ray cluster to use with --executor ray (default: start a local instance)")
+    study.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel processes per run (adds a bn-sync arm next to bn; default: 1)")
     study.add_argument("--quiet", action="store_true", help="no progress display")
+
+    export = sub.add_parser("export", help="write a run's model with batch norm folded in, for inference")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="output file (default: RUN_DIR/model-folded.pt)")
 
     report = sub.add_parser("report", help="rebuild a study's report from its results, without training")
     report.add_argument("study_dir")
@@ -91,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _COMMANDS[args.command](args)
     except SandbagError as exc:
@@ -109,18 +127,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
+    from contextlib import nullcontext
+
+    from . import distributed
+    from .errors import ConfigError
     from .train import RunConfig, fit
 
+    world = distributed.env_world_size()  # set when this process is a rank that torchrun started
+    if world and args.nproc not in (None, world):
+        raise ConfigError(f"--nproc {args.nproc} disagrees with torchrun's {world} processes; leave --nproc out")
     cfg = RunConfig(
         data=args.data, model=args.model, regs=args.reg, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, optimizer=args.optimizer, seed=args.seed, train_size=args.train_size,
         val_fraction=args.val_fraction, standardize=args.standardize, device=args.device, threads=args.threads,
-        channels_last=args.channels_last, tensorboard=args.tensorboard,
+        channels_last=args.channels_last, tensorboard=args.tensorboard, nproc=world or args.nproc or 1, amp=args.amp,
     )
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
-    console = Console(stderr=True, quiet=args.quiet)
-    with _progress(console, cfg.epochs, enabled=not args.quiet) as bar:
-        summary = fit(cfg, out, on_epoch=bar.epoch_done, on_step=bar.step)
+    if world is None and cfg.nproc > 1:  # the same command as nproc ranks under torchrun; rank 0 writes `out`
+        distributed.check_resources(cfg.nproc, cfg.device)
+        distributed.launch(cfg.nproc, ["-m", "sandbag", *args.argv, "--out", str(out)], threads=cfg.threads)
+        summary = json.loads((out / "summary.json").read_text())
+    else:
+        with distributed.process_group(cfg.device) if world else nullcontext() as ctx:
+            quiet = args.quiet or (ctx is not None and not ctx.is_main)
+            console = Console(stderr=True, quiet=quiet)
+            with _progress(console, cfg.epochs, enabled=not quiet) as bar:
+                summary = fit(cfg, out, on_epoch=bar.epoch_done, on_step=bar.step, dist=ctx)
+        if ctx is not None and (distributed.launched() or not ctx.is_main):
+            return 0 if distributed.launched() or summary["status"] == "finished" else 1  # the launcher reports
     if not args.quiet:
         Console().print(_metrics_table(summary, f"{out}  ({summary['status']})"))
     else:
@@ -159,16 +193,29 @@ def _cmd_study(args) -> int:
     if args.config and args.preset:
         raise ConfigError("give either --preset or --config, not both")
     cfg = load_config(args.config) if args.config else load_preset(args.preset or "standard")
-    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size)) if v}
+    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc)) if v}
     if overrides:
         cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
     console = Console(stderr=True, quiet=args.quiet)
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
     with _StudyProgress(console, enabled=not args.quiet) as display:
-        run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update)
+        run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
+                  executor=args.executor, address=args.address)
     path = build_report(out)
     _print_verdicts(out, args.quiet)
+    print(path)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_run
+
+    path, report = export_run(args.run_dir, args.out)
+    folded = ", ".join(f"{bn}->{d['into']}" for bn, d in report["folded"].items()) or "none"
+    print(f"folded BN: {folded}; max |difference| on random inputs {report['max_abs_diff']:.2e}")
+    for bn, reason in report["kept"].items():
+        print(f"kept {bn} (not folded exactly: {reason})")
     print(path)
     return 0
 
@@ -202,7 +249,7 @@ def _print_verdicts(study_dir: Path, quiet: bool) -> None:
 
 
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary, "study": _cmd_study,
-             "report": _cmd_report}
+             "report": _cmd_report, "export": _cmd_export}
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -700,7 +700,7 @@ def _batches(x, y, batch_size, generator, shuffle, min_batch):
     order = torch.randperm(n, generator=generator, device=device).to(x.device)
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
-        yield x.index_select(0, idx), y.index_select(0, idx.to(y.device))
+        yield x[idx], y[idx.to(y.device)]  # indexing keeps channels_last; index_select drops it for C > 1
 
 
 def num_batches(n: int, batch_size: int, min_batch: int = 1) -> int:

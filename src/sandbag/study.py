@@ -5,9 +5,9 @@ a place in the study (data set, group, arm, seed). Strength is a nuisance parame
 chosen on a validation split carved from the training data (group ``sweep``), and the chosen value then runs on
 several seeds (groups ``headline`` and ``extra``), compared with no regularization on the test set.
 
-Runs execute in a local process pool; each writes its own run folder, named by its config hash, so a rerun of the
-same command skips finished runs (resume) and redoes unfinished ones. `results.csv` and `aggregate.csv` are
-rebuilt from the run folders after every finished run, atomically.
+Runs execute in a local process pool or as Ray tasks (`sandbag.executors`); each writes its own run folder, named
+by its config hash, so a rerun of the same command skips finished runs (resume) and redoes unfinished ones.
+`results.csv` and `aggregate.csv` are rebuilt from the run folders after every finished run, atomically.
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field, fields
 from importlib import resources
-from multiprocessing import get_context
 from pathlib import Path
 
 from . import files
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 from .train import RunConfig, versions
 
 PRESETS = ("quick", "standard", "full")
@@ -66,6 +65,7 @@ class StudyConfig:
     batch_epochs: int | None = None  # epochs for the batch-size runs (default: epochs)
     learn_target: float = 0.95  # clean training accuracy that defines "learned" for learning speed
     quick: bool = False  # marks a reduced study in the report
+    nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -79,6 +79,8 @@ class StudyConfig:
             (self.batch_size in self.batch_sizes, f"batch_sizes must include batch_size {self.batch_size}"),
             (all(b >= 2 for b in self.batch_sizes), "batch sizes must be >= 2 (BN needs two samples)"),
             (0 < self.learn_target <= 1, f"learn_target must be in (0, 1], got {self.learn_target}"),
+            (self.nproc >= 1 and all(b % self.nproc == 0 and b >= 2 * self.nproc for b in self.batch_sizes),
+             f"nproc must be >= 1 and split every batch size evenly, two samples or more each; got {self.nproc}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -112,6 +114,8 @@ class StudyConfig:
 
 def _check_type(key: str, value, annotation: str, source: str) -> None:
     """TOML values against the field's annotation (strings under `from __future__ import annotations`)."""
+    if value is None and annotation.endswith("| None"):
+        return
     expected = {
         "str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "int | None": (int,),
         "list[str]": (list, str), "list[int]": (list,), "dict[str, list[float]]": (dict,),
@@ -174,7 +178,7 @@ class Run:
 def _run(cfg: StudyConfig, data: str, group: str, arm: str, technique: str, seed: int, regs: list[str],
          **overrides) -> Run:
     base = dict(data=data, model=cfg.model, regs=regs, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                optimizer=cfg.optimizer, seed=seed, train_size=cfg.train_size)
+                optimizer=cfg.optimizer, seed=seed, train_size=cfg.train_size, nproc=cfg.nproc)
     return Run(data, group, arm, technique, seed, RunConfig(**{**base, **overrides}))
 
 
@@ -190,6 +194,8 @@ def independent_runs(cfg: StudyConfig, data: str) -> list[Run]:
         runs.append(_run(cfg, data, "headline", "bn", "bn", seed, ["bn"]))
     for seed in range(cfg.extra_seeds):
         runs.append(_run(cfg, data, "extra", "bn-post", "bn", seed, ["bn:post"]))
+        if cfg.nproc > 1:  # local (per-process) vs global-batch statistics; identical in one process
+            runs.append(_run(cfg, data, "extra", "bn-sync", "bn", seed, ["bn:sync"]))
         for b in cfg.batch_sizes:
             if b != cfg.batch_size:
                 epochs = cfg.batch_epochs or cfg.epochs
@@ -210,8 +216,11 @@ def dependent_runs(cfg: StudyConfig, data: str, chosen: dict[str, float]) -> lis
     return runs
 
 
-def choose_strengths(sweep_rows: Iterable[dict]) -> dict[str, float]:
-    """Per technique, the strength with the best validation accuracy (ties: lower validation loss)."""
+def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float]) -> tuple[dict[str, float], list[str]]:
+    """Per technique, the strength with the best validation accuracy (ties: lower validation loss).
+
+    A technique whose every validation run diverged falls back to its textbook strength; those are returned too,
+    so the report can say so."""
     best: dict[str, tuple] = {}
     for row in sweep_rows:
         tech = row["technique"]
@@ -220,10 +229,9 @@ def choose_strengths(sweep_rows: Iterable[dict]) -> dict[str, float]:
         score = (row["val_acc"], -row["val_loss"])
         if tech not in best or score > best[tech][0]:
             best[tech] = (score, row["strength"])
-    missing = [t for t in TECHNIQUES if t not in best]
-    if missing:
-        raise ConfigError(f"no finished validation run for {', '.join(missing)}; cannot choose their strength")
-    return {tech: value for tech, (_, value) in best.items()}
+    fell_back = [t for t in TECHNIQUES if t not in best]
+    chosen = {tech: best[tech][1] if tech in best else fallback[tech] for tech in TECHNIQUES}
+    return chosen, fell_back
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,10 +352,15 @@ def _init_worker(threads: int) -> None:
 
 
 def _execute(cfg_dict: dict, folder: str) -> dict:
-    """Worker entry point: one run, its folder written by `fit`."""
+    """Worker entry point: one run, its folder written by `fit` (data-parallel under torchrun if nproc > 1)."""
     from .train import fit
 
-    return fit(RunConfig.from_dict(cfg_dict), folder)
+    cfg = RunConfig.from_dict(cfg_dict)
+    if cfg.nproc > 1:
+        from .distributed import launch_run
+
+        return launch_run(cfg, folder)
+    return fit(cfg, folder)
 
 
 class StudyLock:
@@ -357,8 +370,11 @@ class StudyLock:
         self.path = study_dir / ".lock"
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as exc:
+            raise OutputError(f"cannot use study folder {self.path.parent}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -395,17 +411,28 @@ def run_study(
     threads: int | None = None,
     command: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> list[dict]:
-    """Run (or resume) a whole study into `study_dir`; return the result rows. Finished runs are reused."""
+    """Run (or resume) a whole study into `study_dir`; return the result rows. Finished runs are reused.
+
+    `executor` is ``local`` (a process pool here) or ``ray`` (Ray tasks; `address` of the cluster, or a local
+    Ray instance without one); see `sandbag.executors`."""
+    from .executors import make_executor
+
     study_dir = Path(study_dir)
     default_workers, default_threads = default_parallelism()
     workers, threads = workers or default_workers, threads or default_threads
     with StudyLock(study_dir):
         started = time.perf_counter()
         meta = _study_meta(cfg, command, workers, threads)
+        pool = make_executor(executor, workers=workers, threads=threads, address=address)
+        meta["hardware"].update(pool.describe())
         files.write_json(study_dir / "study.json", meta)
-        rows, chosen = _Scheduler(cfg, study_dir, workers, threads, on_progress).run()
-        meta.update(chosen=chosen, wall_seconds=time.perf_counter() - started,
+        scheduler = _Scheduler(cfg, study_dir, workers, threads, on_progress, executor=pool)
+        rows, chosen = scheduler.run()
+        meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
+                    wall_seconds=time.perf_counter() - started,
                     cpu_seconds_runs=sum(r.get("total_seconds") or 0 for r in rows), runs=len(rows))
         files.write_json(study_dir / "study.json", meta)
     return rows
@@ -426,11 +453,13 @@ class _Scheduler:
     """Feeds runs to the pool: independent runs first (the validation sweep at the front), then, once a data set's
     sweep is complete, the runs at its chosen strengths."""
 
-    def __init__(self, cfg, study_dir, workers, threads, on_progress):
+    def __init__(self, cfg, study_dir, workers, threads, on_progress, executor=None):
         self.cfg, self.study_dir, self.workers, self.threads = cfg, study_dir, workers, threads
+        self.executor = executor
         self.on_progress = on_progress or (lambda p: None)
         self.rows: dict[Run, dict] = {}
         self.chosen: dict[str, dict[str, float]] = {}
+        self.fallbacks: dict[str, list[str]] = {}
         self.progress = Progress()
 
     def run(self) -> tuple[list[dict], dict]:
@@ -439,16 +468,17 @@ class _Scheduler:
             len(dependent_runs(self.cfg, d, {t: 0.0 for t in TECHNIQUES})) for d in self.cfg.data
         )
         queue = self._reuse(queue)
-        self._maybe_release(queue)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.threads,))
-        os.environ.update(WORKER_MALLOC_ENV)  # read by each spawned worker's glibc at start
+        queue.extend(self._maybe_release(queue))  # on resume a finished sweep releases its dependent runs at once
+        from .executors import LocalExecutor
+
+        pool = self.executor or LocalExecutor(self.workers, self.threads)
+        slots = pool.capacity(self.cfg.nproc)
         running: dict[Future, Run] = {}
         try:
             while queue or running:
-                while queue and len(running) < self.workers:
+                while queue and len(running) < slots:
                     run = queue.pop(0)
-                    running[pool.submit(_execute, run.config.to_dict(), str(run.folder(self.study_dir)))] = run
+                    running[pool.submit(run.config.to_dict(), str(run.folder(self.study_dir)))] = run
                 self._report(len(running))
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -458,7 +488,7 @@ class _Scheduler:
                 self._write()
                 queue.extend(self._maybe_release(queue, running.values()))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(cancel=True)
             self._write()
             raise
         pool.shutdown()
@@ -495,7 +525,9 @@ class _Scheduler:
             if data in self.chosen or (data, "sweep") in busy:
                 continue
             sweep = [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
-            self.chosen[data] = choose_strengths(sweep)
+            self.chosen[data], fell_back = choose_strengths(sweep, self.cfg.textbook)
+            if fell_back:
+                self.fallbacks[data] = fell_back
             released += self._reuse(dependent_runs(self.cfg, data, self.chosen[data]))
         # dependent runs go to the front: they are what the remaining sweep-free runs wait for least
         return released

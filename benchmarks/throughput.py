@@ -1,0 +1,140 @@
+"""Training throughput: sandbag's trainer against a minimal hand-written PyTorch loop, in one run, interleaved.
+
+For each batch size, one training epoch at a time, in alternating order after a warm-up:
+
+- ``plain NCHW``: the textbook loop (same model, data, Adam, batch, threads), default memory layout;
+- ``plain channels_last``: the same loop with model and data in channels_last;
+- ``sandbag``: `sandbag.train.train_one_epoch` with model, optimizer and data set up as `fit` sets them up;
+- ``sandbag, fused Adam``: the same with ``torch.optim.Adam(fused=True)`` (not sandbag's default: a candidate);
+- ``sandbag, bf16`` with ``--amp bf16``.
+
+Prints samples/s (median), the ratio to the best plain loop, and the percentage of the matrix-multiply peak
+measured in the same run (training FLOPs per sample = 3 x 2 x the conv/dense MACs, counted by hooks).
+``--multiseed 1,8,32`` adds sandbag.multiseed.fit_seeds throughput for that many seeds trained at once.
+
+    python benchmarks/throughput.py                     # CPU, batches 32/128/256
+    python benchmarks/throughput.py --device cuda --batches 128,1024 --amp bf16 --multiseed 1,16,64
+"""
+
+from __future__ import annotations
+
+import _common as C
+import torch
+import torch.nn.functional as F
+
+from sandbag import train
+from sandbag.models import build_model
+
+
+def plain_loop(ds, batch: int, device: str, channels_last: bool):
+    """The minimal loop a PyTorch user writes: shuffle, slice, forward, loss, backward, step."""
+    torch.manual_seed(0)
+    model = build_model("ref-cnn", ds.input_shape, ds.num_classes).to(device)
+    x, y = ds.x_train, ds.y_train
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    n = len(x)
+
+    def epoch():
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    return lambda: C.timed(epoch, device)
+
+
+def sandbag_loop(ds, batch: int, device: str, threads: int, fused: bool = False, amp: str | None = None):
+    """train_one_epoch with everything set up as `fit` sets it up (channels_last model and data, its optimizer)."""
+    cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.specs).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        ds = train._channels_last(ds)
+    optimizer = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if fused
+                 else train.make_optimizer(cfg, model))
+    specs = cfg.specs
+
+    def epoch():
+        train.train_one_epoch(model, optimizer, specs, ds.x_train, ds.y_train, batch, generator, amp=cfg.amp)
+
+    return lambda: C.timed(epoch, device)
+
+
+def multiseed_rate(ds, seeds: int, batch: int, device: str, threads: int, epochs: int, amp: str | None) -> float:
+    """Training samples/s (all seeds together) of fit_seeds, median over its epochs after the first."""
+    from sandbag.multiseed import fit_seeds
+
+    rates = []
+    cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, epochs=epochs, amp=amp)
+    fit_seeds(cfg, list(range(seeds)), dataset=ds, on_epoch=lambda rows: rates.append(rows[0]["samples_per_sec"]))
+    return C.median(rates[1:] or rates)
+
+
+def main() -> None:
+    p = C.parser(__doc__.split("\n")[0])
+    p.add_argument("--batches", help="comma-separated batch sizes (default 32,128,256; smoke 32)")
+    p.add_argument("--train-size", type=int, help="training samples (default all 4,000 of mnist-5k; smoke 128)")
+    p.add_argument("--amp", choices=("bf16",), help="also time sandbag with bf16 autocast")
+    p.add_argument("--no-fused", action="store_true", help="leave out the fused-Adam variant")
+    p.add_argument("--multiseed", help="comma-separated seed counts for sandbag.multiseed at the first batch size "
+                   "(e.g. 1,8,32)")
+    args = C.finish_args(p.parse_args())
+    batches = [int(b) for b in (args.batches or ("32" if args.smoke else "32,128,256")).split(",")]
+    train_size = args.train_size or (128 if args.smoke else None)
+    ds = train.load_data(train.RunConfig(train_size=train_size)).to(args.device)
+    n = len(ds.x_train)
+    flops = C.train_flops_per_sample(build_model("ref-cnn", ds.input_shape, ds.num_classes), ds.input_shape)
+    mm_n = 256 if args.smoke else (8192 if args.device.startswith("cuda") else 2048)
+    peak_before = C.matmul_peak(args.device, n=mm_n)
+
+    rows = []
+    for batch in batches:
+        variants = {
+            "plain NCHW": plain_loop(ds, batch, args.device, channels_last=False),
+            "plain channels_last": plain_loop(ds, batch, args.device, channels_last=True),
+            "sandbag": sandbag_loop(ds, batch, args.device, args.threads),
+        }
+        if not args.no_fused:
+            variants["sandbag, fused Adam"] = sandbag_loop(ds, batch, args.device, args.threads, fused=True)
+        if args.amp:
+            variants[f"sandbag, {args.amp}"] = sandbag_loop(ds, batch, args.device, args.threads, amp=args.amp)
+        times = C.interleave(variants, args.warmup, args.repeats)
+        rates = {name: n / C.median(t) for name, t in times.items()}
+        best_plain = max(rates["plain NCHW"], rates["plain channels_last"])
+        for name, rate in rates.items():
+            rows.append([batch, name, rate, f"{rate / best_plain:.3f}", C.spread(times[name]), rate * flops / 1e9])
+    peak = (peak_before + C.matmul_peak(args.device, n=mm_n)) / 2
+    for row in rows:
+        row[-1] = f"{100 * row[-1] / peak:.1f}%"
+
+    print(C.heading("Training throughput (samples/s)", args))
+    print(f"mnist-5k, {n} training samples, {args.threads} threads, device {args.device}. Training FLOPs per sample "
+          f"{flops / 1e6:.2f} MFLOP (3 x 2 x conv/dense MACs); fp32 matmul peak ({mm_n}^3, measured before and after, "
+          f"mean) {peak:,.0f} GFLOP/s.\n")
+    print(C.table(["batch", "variant", "samples/s", "vs best plain", "spread", "% of peak"], rows))
+    if args.multiseed:
+        batch = batches[0]
+        epochs = 2 if args.smoke else 4
+        single = next(r[2] for r in rows if r[0] == batch and r[1] == "sandbag")
+        ms_rows = []
+        for seeds in [int(s) for s in args.multiseed.split(",")]:
+            rate = multiseed_rate(ds, seeds, batch, args.device, args.threads, epochs, args.amp)
+            ms_rows.append([seeds, batch, rate, f"{rate / single:.2f}", f"{100 * rate * flops / 1e9 / peak:.1f}%"])
+        amp = f", {args.amp}" if args.amp else ""
+        print(f"\nsandbag.multiseed.fit_seeds (seeds trained at once as one vmapped model{amp}; samples/s counts every "
+              f"seed; median epoch of {epochs}, the first dropped):\n")
+        print(C.table(["seeds", "batch", "samples/s", "vs one sandbag run", "% of peak"], ms_rows))
+
+
+if __name__ == "__main__":
+    main()

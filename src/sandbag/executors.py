@@ -1,0 +1,203 @@
+"""Where a study's runs execute: a local process pool or a Ray cluster, behind one small interface.
+
+The study scheduler (`sandbag.study`) decides what runs and when; an `Executor` only runs one run config into its
+run folder and hands back a `concurrent.futures.Future` of its summary. Both executors produce the same run folders,
+so the study folder (results, resume) is the same whichever ran it:
+
+- `LocalExecutor`: a process pool on this machine (spawned workers, one thread each by default).
+- `RayExecutor`: each run is a Ray task asking for the CPUs (and GPUs) it needs. The task trains into a temporary
+  folder on whichever node runs it and returns the folder's files, which are written into the study folder here,
+  summary last; no shared file system is needed. A task lost with its worker or node is retried by Ray
+  (``max_retries``); finished runs are never resubmitted because the scheduler reuses their folders.
+
+Ray is optional: ``pip install 'sandbag[ray]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from . import files
+from .errors import ConfigError
+
+EXECUTORS = ("local", "ray")
+
+
+class Executor:
+    """Runs study runs. `submit` returns a future of the run's summary, resolved once its folder is complete."""
+
+    name = "executor"
+
+    def capacity(self, nproc: int = 1) -> int:
+        """How many runs of `nproc` processes each to keep in flight."""
+        raise NotImplementedError
+
+    def submit(self, cfg_dict: dict, folder: str) -> Future:
+        raise NotImplementedError
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Wait for (or with `cancel`, drop) what is pending and release the workers."""
+
+    def describe(self) -> dict:
+        return {"executor": self.name}
+
+
+def make_executor(name: str, *, workers: int, threads: int, address: str | None = None) -> Executor:
+    if name == "local":
+        if address:
+            raise ConfigError("--address applies to --executor ray only")
+        return LocalExecutor(workers, threads)
+    if name == "ray":
+        return RayExecutor(threads=threads, address=address, workers=workers)
+    raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
+
+
+def _nproc(cfg_dict: dict) -> int:
+    return max(1, int(cfg_dict.get("nproc") or 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class LocalExecutor(Executor):
+    """A pool of spawned worker processes on this machine, `threads` torch threads each."""
+
+    name = "local"
+
+    def __init__(self, workers: int, threads: int):
+        from .study import WORKER_MALLOC_ENV, _init_worker
+
+        self.workers, self.threads = workers, threads
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                        initializer=_init_worker, initargs=(threads,))
+        os.environ.update(WORKER_MALLOC_ENV)  # read by each spawned worker's glibc at start
+
+    def capacity(self, nproc: int = 1) -> int:
+        return max(1, self.workers // nproc)
+
+    def submit(self, cfg_dict: dict, folder: str) -> Future:
+        from .study import _execute
+
+        return self.pool.submit(_execute, cfg_dict, folder)
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray, which is not installed: pip install 'sandbag[ray]'") from None
+    return ray
+
+
+class RayExecutor(Executor):
+    """Each run a Ray task with ``num_cpus = threads * nproc`` (and ``num_gpus = gpus_per_run * nproc``; by default
+    1 per process when the cluster has GPUs, else 0). Joins the Ray instance already initialized in this process,
+    else ``ray.init(address)``, which with no address starts a local instance (shut down again by `shutdown`)."""
+
+    name = "ray"
+
+    def __init__(self, threads: int = 1, address: str | None = None, workers: int | None = None,
+                 gpus_per_run: float | None = None, max_retries: int = 3):
+        ray = import_ray()
+        self.ray, self.threads, self.address, self.max_retries = ray, threads, address, max_retries
+        self.started = False
+        if not ray.is_initialized():
+            options = {"address": address, "include_dashboard": False, "logging_level": logging.WARNING}
+            if address is None and workers:
+                options["num_cpus"] = workers * threads
+            try:
+                ray.init(**options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f" at {address}" if address else ""
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise ConfigError(f"cannot start or reach Ray{where}: {reason}") from None
+            self.started = True
+        resources = ray.cluster_resources()
+        self.cpus, self.gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+        self.gpus_per_run = gpus_per_run if gpus_per_run is not None else (1.0 if self.gpus else 0.0)
+        self._remote = ray.remote(_ray_run)
+        self._refs: list = []
+
+    def capacity(self, nproc: int = 1) -> int:
+        slots = self.cpus // (self.threads * nproc)
+        if self.gpus_per_run:
+            slots = min(slots, int(self.gpus // (self.gpus_per_run * nproc)))
+        return max(1, slots)
+
+    def submit(self, cfg_dict: dict, folder: str) -> Future:
+        from .study import WORKER_MALLOC_ENV
+
+        nproc = _nproc(cfg_dict)
+        ref = self._remote.options(
+            num_cpus=self.threads * nproc, num_gpus=self.gpus_per_run * nproc, max_retries=self.max_retries,
+            runtime_env={"env_vars": dict(WORKER_MALLOC_ENV)},
+        ).remote(cfg_dict, self.threads)
+        self._refs.append(ref)
+        done: Future = Future()
+        done.set_running_or_notify_cancel()
+
+        def gather(task: Future) -> None:
+            try:
+                payload = task.result()
+                write_run_files(Path(folder), payload["files"])
+                done.set_result(payload["summary"])
+            except BaseException as exc:  # noqa: B036 -- handed to the waiting scheduler, which re-raises it
+                done.set_exception(exc)
+
+        ref.future().add_done_callback(gather)
+        return done
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if cancel:
+            for ref in self._refs:
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # already finished or gone
+                    pass
+        self._refs.clear()
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "address": self.address, "cluster_cpus": self.cpus, "cluster_gpus": self.gpus,
+                "threads_per_run": self.threads, "gpus_per_run": self.gpus_per_run}
+
+
+def _ray_run(cfg_dict: dict, threads: int) -> dict:
+    """A Ray task: train one run into a temporary folder and return its files (the driver writes them)."""
+    import torch
+
+    from .study import _execute
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="sandbag-run-") as tmp:
+        summary = _execute(cfg_dict, tmp)
+        root = Path(tmp)
+        found = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {"summary": summary, "files": found}
+
+
+def write_run_files(folder: Path, found: dict[str, bytes]) -> None:
+    """Write a run folder's files, each atomically, ``summary.json`` (the mark of a complete folder) last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").unlink(missing_ok=True)
+    for name in sorted(found, key=lambda n: n == "summary.json"):
+        path = (folder / name).resolve()
+        if folder.resolve() not in path.parents:
+            raise ValueError(f"run file {name!r} is outside its run folder")
+        files.write_bytes(path, found[name])

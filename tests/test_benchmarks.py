@@ -1,0 +1,99 @@
+"""Smoke checks of the benchmark scripts: each runs in --smoke mode (tiny sizes, one repeat) and prints its table.
+
+These time nothing: the numbers are benchmarks/RESULTS.md's business (`make bench`)."""
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str, env: dict | None = None) -> str:
+    import os
+
+    proc = subprocess.run([sys.executable, str(BENCH / script), "--smoke", *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture
+def bench_module(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+    def load(name):
+        return importlib.import_module(name)
+
+    return load
+
+
+def test_throughput_prints_its_table_with_every_variant():
+    out = _run("throughput.py")
+    assert "| batch | variant | samples/s | vs best plain | spread | % of peak |" in out
+    for variant in ("plain NCHW", "plain channels_last", "| sandbag |", "sandbag, fused Adam"):
+        assert variant in out
+    assert "MFLOP" in out and "GFLOP/s" in out
+
+
+def test_inference_checks_the_folded_model_and_prints_its_table():
+    out = _run("inference.py")
+    assert "| batch | model | samples/s | vs unfolded | spread |" in out
+    assert "bn, folded (sandbag export)" in out and "4 BN layers folded" in out
+
+
+def test_keras_peer_skips_cleanly_without_its_venv(tmp_path):
+    out = _run("keras_peer.py", env={"SANDBAG_KERAS_VENV": str(tmp_path / "absent")})
+    assert "skipped" in out and "--setup" in out
+
+
+def test_parallelism_prints_both_tables():
+    out = _run("parallelism.py")
+    assert "| workers x threads | wall time | vs best | spread |" in out
+    assert "| allocator | samples/s | vs glibc defaults | spread |" in out and "WORKER_MALLOC_ENV" in out
+
+
+def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
+    """The script's own logic, with the study itself stubbed (a real one takes minutes; test_study covers it)."""
+    study_time = bench_module("study_time")
+    calls = []
+
+    def fake_study(args, out):
+        calls.append(args)
+        return 1.5, {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}, "cpu_seconds_runs": 2.0}
+
+    monkeypatch.setattr(study_time, "run_study", fake_study)
+    monkeypatch.setattr(sys, "argv", ["study_time.py", "--presets", "quick", "--workers", "2"])
+    study_time.main()
+    out = capsys.readouterr().out
+    assert calls == [["--preset", "quick", "--workers", "2"]]
+    assert "| study | wall time | runs | workers x threads | run-seconds | spread |" in out
+    assert "| quick | 1.5 s | 27 | 2 x 1 |" in out
+
+
+def test_run_all_rewrites_results_and_keeps_the_gpu_section(bench_module, tmp_path, monkeypatch):
+    run_all = bench_module("run_all")
+    previous = "# Benchmarks\n\nold numbers\n\n## GPU check\n\n| real | data |\n"
+    text = run_all.compose({"a": "## A\n\n| x |\n"}, previous, "Measured now.\n")
+    assert "old numbers" not in text and "## A" in text and text.rstrip().endswith("| real | data |")
+    assert run_all.gpu_section("no gpu here") == ""
+
+    target = tmp_path / "RESULTS.md"
+    target.write_text(previous)
+    monkeypatch.setattr(run_all, "SCRIPTS", {"keras_peer": []})
+    monkeypatch.setenv("SANDBAG_KERAS_VENV", str(tmp_path / "absent"))
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--smoke", "--out", str(target)])
+    assert run_all.main() == 0
+    text = target.read_text()
+    assert "keras_peer: skipped" in text and "## GPU check" in text and "| real | data |" in text
+    assert not list(tmp_path.glob(".RESULTS.md.*"))
+
+
+def test_gpu_check_script_parses_and_results_has_its_sections():
+    subprocess.run(["bash", "-n", str(BENCH / "gpu_check.sh")], check=True)
+    results = (BENCH / "RESULTS.md").read_text()
+    assert "## GPU check" in results
