@@ -110,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if args.command in ("train", "evaluate", "study", "report", "export"):
+            from .train import tune_allocator
+
+            tune_allocator()
         return _COMMANDS[args.command](args)
     except SandbagError as exc:
         if args.debug:

@@ -256,13 +256,7 @@ def export_run(run_dir: Path | str, out: Path | str | None = None, *, check_batc
 def load_folded(path: Path | str, device: str = "cpu") -> tuple[nn.Sequential, dict]:
     """Rebuild an exported (folded) model, in evaluation mode; loads with ``weights_only=True``."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, foreign or malicious files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load {path} as a folded sandbag model: {reason[:200]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FOLDED_FORMAT:
-        raise CheckpointError(f"{path} is not a folded sandbag model (no format tag {FOLDED_FORMAT!r})")
+    ckpt = files.torch_load_tagged(path, FOLDED_FORMAT, "a folded sandbag model", device)
     try:
         layers = {d["name"]: build_layer(d) for d in ckpt["layers"]}
         model = nn.Sequential(OrderedDict(layers))

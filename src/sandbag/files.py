@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .errors import OutputError
+from .errors import CheckpointError, OutputError
 
 
 def _replace_from_temp(path: Path, write) -> None:
@@ -63,3 +63,18 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def torch_save(path: Path, obj: Any) -> None:
     _replace_from_temp(path, lambda f: torch.save(obj, f))
+
+
+def torch_load_tagged(path: Path, fmt: str, what: str, device: str = "cpu") -> dict:
+    """Load a dict saved by `torch_save` with ``weights_only=True`` and check its ``format`` tag.
+
+    Anything else (a truncated, foreign or malicious file: torch raises many types for those) is one
+    `CheckpointError` line; a pickle that would run code is refused by the weights-only unpickler."""
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot load {path} as {what}: {reason[:200]}") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise CheckpointError(f"{path} is not {what} (no format tag {fmt!r})")
+    return obj
