@@ -153,17 +153,9 @@ def _curves(study_dir: Path, rows, data) -> dict:
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (nan for n < 2)."""
-    from scipy import stats
-
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    """Mean and the half-width of its 95% t-interval (nan for n < 2): the verdict rule's own interval."""
+    result = claims.paired_verdict(values, "greater")
+    return result["mean"], (result["ci_high"] - result["mean"]) if result["n"] >= 2 else math.nan
 
 
 def _headline_rows(rows, data) -> list[dict]:
