@@ -67,13 +67,14 @@ def _probe(study_dir: Path, cfg: dict, rows: list[dict], data: str) -> tuple[dic
                                  "bn_z_std_absdev_max", "bn_z_std_eps_absdev_max", "bn_companion_noise_excess")}
     fig: dict = {"dropout_eval": [], "dropout_on": []}
     for row in _runs(rows, data, "headline", "dropout"):
-        result = analysis.dropout_left_on(_model(study_dir, row), x, y, passes=5, seed=row["seed"])
+        model = _model(study_dir, row)
+        result = analysis.dropout_left_on(model, x, y, passes=5, seed=row["seed"])
         out["dropout_accuracy_drop"][row["seed"]] = result["drop"]
         out["dropout_disagreement"][row["seed"]] = result["disagreement"]
         fig["dropout_eval"].append(result["eval_acc"])
         fig["dropout_on"].append(result["on_acc_mean"])
         if "masks" not in fig:
-            fig["masks"] = analysis.dropout_masks(_model(study_dir, row), steps=12, seed=0)
+            fig["masks"] = analysis.dropout_masks(model, steps=12, seed=0)
     plain = {r["seed"]: r for r in _runs(rows, data, "headline", "none")}
     for row in _runs(rows, data, "headline", "bn"):
         model = _model(study_dir, row)

@@ -470,7 +470,7 @@ class _Scheduler:
         )
         queue = self._reuse(queue)
         queue.extend(self._maybe_release(queue))  # on resume a finished sweep releases its dependent runs at once
-        from .executors import LocalExecutor
+        from .executors import LocalExecutor  # executors imports this module: import here, not at the top
 
         pool = self.executor or LocalExecutor(self.workers, self.threads)
         slots = pool.capacity(self.cfg.nproc)
@@ -530,8 +530,7 @@ class _Scheduler:
             if fell_back:
                 self.fallbacks[data] = fell_back
             released += self._reuse(dependent_runs(self.cfg, data, self.chosen[data]))
-        # dependent runs go to the front: they are what the remaining sweep-free runs wait for least
-        return released
+        return released  # queued after the independent runs still waiting
 
     def _report(self, running: int) -> None:
         self.progress.running = running
