@@ -77,6 +77,47 @@ def interleave(variants: dict[str, Callable[[], float]], warmup: int, repeats: i
     return times
 
 
+class Subprocess:
+    """A benchmark variant living in its own spawned process, timed one round per call.
+
+    `factory(*args)` runs in the child and returns a callable that times one round there (seconds). A separate
+    process gives each variant its own allocator state and settings, as separate programs would have; only one
+    variant computes at a time, because the parent waits for each answer."""
+
+    def __init__(self, factory: Callable[..., Callable[[], float]], *args):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, factory, args), daemon=True)
+        self.proc.start()
+        child.close()
+        self._answer()  # "ready": set up and loaded
+
+    def _answer(self):
+        try:
+            return self.conn.recv()
+        except EOFError:
+            raise SystemExit(f"benchmark: a variant's process exited (code {self.proc.join(5) or self.proc.exitcode})"
+                             "; see its error above") from None
+
+    def __call__(self) -> float:
+        self.conn.send(True)
+        return self._answer()
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.conn.send(False)
+            self.proc.join(60)
+
+
+def _serve(conn, factory, args) -> None:
+    run = factory(*args)
+    conn.send("ready")
+    while conn.recv():
+        conn.send(run())
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

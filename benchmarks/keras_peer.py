@@ -101,7 +101,7 @@ def main() -> None:
             n = len(ds.x_train)
             for batch in batches:
                 times = C.interleave({"keras": lambda b=batch: keras.ask(op="fit", batch=b),
-                                      "sandbag": sandbag_loop(ds, batch, "cpu", args.threads)},
+                                      "sandbag": sandbag_loop(batch, "cpu", args.threads, None, ds=ds)},
                                      args.warmup, args.repeats)
                 rows.append(_row(f"fit, batch {batch}", n, times))
             torch.manual_seed(0)

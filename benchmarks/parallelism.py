@@ -1,12 +1,11 @@
 """Study execution on this machine: worker processes x threads per worker, and glibc's allocator settings.
 
 1. Pools: the same batch of study-like runs (seeds x batch sizes of the reference CNN, one epoch each) through the
-   study's own process pool (`sandbag.executors.LocalExecutor`, which sets `sandbag.study.WORKER_MALLOC_ENV` for its
-   workers), as W workers x T threads for each W x T = cores (2 x 1 and 1 x 2 on a 2-core machine). Both pools are
+   study's own process pool (`sandbag.executors.LocalExecutor`), as W workers x T threads for each W x T = cores (2 x 1 and 1 x 2 on a 2-core machine). Both pools are
    started and warmed first, then given the batch in alternating order; the table gives the median wall time.
-2. Allocator: `sandbag train` at batch 256 as a fresh process, with and without WORKER_MALLOC_ENV
-   (MALLOC_MMAP_THRESHOLD_ / MALLOC_TOP_PAD_, read by glibc at process start), alternating; samples/s is the
-   median over the run's epochs after the first.
+2. Allocator: `sandbag train` at batch 256 as a fresh process, with glibc's defaults (``SANDBAG_TUNE_MALLOC=0``)
+   and with sandbag's settings (`sandbag.train.tune_allocator`, on by default), alternating; samples/s is the median
+   over the run's epochs after the first, and the minor page faults are the process's own count.
 
     python benchmarks/parallelism.py
 """
@@ -15,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +25,7 @@ from pathlib import Path
 import _common as C
 
 from sandbag.executors import LocalExecutor
-from sandbag.study import WORKER_MALLOC_ENV, default_parallelism
+from sandbag.study import default_parallelism
 from sandbag.train import RunConfig
 
 
@@ -53,17 +53,17 @@ def pool_timer(pool: LocalExecutor, runs: list[dict], tmp: Path):
     return go
 
 
-def train_timer(batch: int, epochs: int, size: int, threads: int, malloc: bool, tmp: Path):
+def train_timer(batch: int, epochs: int, size: int, threads: int, malloc: bool, tmp: Path, faults: list[int]):
     counter = iter(range(10**9))
-    env = {k: v for k, v in os.environ.items() if k not in WORKER_MALLOC_ENV}
-    if malloc:
-        env.update(WORKER_MALLOC_ENV)
+    env = {**os.environ, "SANDBAG_TUNE_MALLOC": "1" if malloc else "0"}
 
     def go() -> float:
         out = tmp / f"train-{malloc}-{next(counter)}"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
         subprocess.run([sys.executable, "-m", "sandbag", "train", "--batch-size", str(batch), "--epochs", str(epochs),
                         "--train-size", str(size), "--threads", str(threads), "--device", "cpu", "--quiet",
                         "--out", str(out)], check=True, env=env, stdout=subprocess.DEVNULL, cwd=C.ROOT)
+        faults.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before)
         rates = [json.loads(line)["samples_per_sec"] for line in (out / "metrics.jsonl").read_text().splitlines()]
         return size / C.median(rates[1:] or rates)  # seconds per epoch, so interleave's medians apply
 
@@ -96,10 +96,12 @@ def main() -> None:
             rows.append([name + (" (default)" if name == default else ""), f"{C.median(t):.2f} s",
                          f"{C.median(t) / best:.2f}", C.spread(t)])
         batch, epochs, size = (32, 2, 64) if args.smoke else (256, 4, 4000)
-        alloc = C.interleave({malloc: train_timer(batch, epochs, size, args.threads, malloc, tmp)
+        faults: dict[bool, list[int]] = {False: [], True: []}
+        alloc = C.interleave({malloc: train_timer(batch, epochs, size, args.threads, malloc, tmp, faults[malloc])
                               for malloc in (False, True)}, 0, args.repeats)
-        alloc_rows = [["glibc defaults" if not m else "WORKER_MALLOC_ENV", size / C.median(t),
-                       f"{C.median(alloc[False]) / C.median(t):.2f}", C.spread(t)] for m, t in alloc.items()]
+        alloc_rows = [["glibc defaults" if not m else "sandbag (tune_allocator)", size / C.median(t),
+                       f"{C.median(alloc[False]) / C.median(t):.2f}", C.spread(t), f"{C.median(faults[m]):,.0f}"]
+                      for m, t in alloc.items()]
     print(C.heading("Parallelism and allocator", args))
     batches = " and ".join(str(b) for b in sorted({r["batch_size"] for r in runs}))
     print(f"Pools: {len(runs)} runs of one epoch (ref-cnn, {runs[0]['train_size']} samples, batches {batches}) "
@@ -107,7 +109,7 @@ def main() -> None:
     print(C.table(["workers x threads", "wall time", "vs best", "spread"], rows))
     print(f"\nAllocator: `sandbag train --batch-size {batch} --threads {args.threads}` ({size} samples, {epochs} "
           f"epochs; samples/s = median epoch after the first), a fresh process each time:\n")
-    print(C.table(["allocator", "samples/s", "vs glibc defaults", "spread"], alloc_rows))
+    print(C.table(["allocator", "samples/s", "vs glibc defaults", "spread", "minor page faults per run"], alloc_rows))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,20 @@
 
 Each preset runs in a fresh folder (nothing reused), as a subprocess of this python; the table gives wall time,
 the number of runs, and the run-seconds the workers spent (sum of the runs' own times, from study.json).
+``--baseline REV`` also times the sandbag of git revision REV (its ``src/`` exported to a temporary folder, run with
+this environment's packages), alternating with the current code, preset by preset, so the two are compared in one
+run on the same machine.
 
     python benchmarks/study_time.py                      # quick and standard (standard takes a while)
     python benchmarks/study_time.py --presets quick      # only some
     python benchmarks/study_time.py --workers 1 --threads 2
+    python benchmarks/study_time.py --baseline 1ff013b   # before and after the performance work
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -22,11 +27,21 @@ import _common as C
 TINY = C.ROOT / "configs" / "tiny.toml"
 
 
-def run_study(args_: list[str], out: Path) -> tuple[float, dict]:
+def run_study(args_: list[str], out: Path, src: Path | None = None) -> tuple[float, dict]:
+    """Run one study; `src`: another sandbag source folder to run instead of the installed one."""
     cmd = [sys.executable, "-m", "sandbag", "study", *args_, "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=C.ROOT)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=C.ROOT, env=env)
     return time.perf_counter() - t0, json.loads((out / "study.json").read_text())
+
+
+def export_src(rev: str, dest: Path) -> Path:
+    """git revision `rev`'s src/ folder, written under `dest`."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(C.ROOT), "archive", rev, "src"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src"
 
 
 def main() -> None:
@@ -34,6 +49,7 @@ def main() -> None:
     p.add_argument("--presets", default="quick,standard", help="comma-separated presets (default quick,standard)")
     p.add_argument("--workers", type=int, help="passed to sandbag study (default: its own choice)")
     p.add_argument("--study-threads", type=int, help="--threads passed to sandbag study (default: its own choice)")
+    p.add_argument("--baseline", metavar="REV", help="also time git revision REV's sandbag, alternating with this one")
     args = C.finish_args(p.parse_args(), repeats=1)
     extra = [*(["--workers", str(args.workers)] if args.workers else []),
              *(["--threads", str(args.study_threads)] if args.study_threads else [])]
@@ -43,18 +59,28 @@ def main() -> None:
         studies = [(name, ["--preset", name]) for name in args.presets.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        sources = {"": None}
+        if args.baseline:
+            sources = {f" @ {args.baseline}": export_src(args.baseline, Path(tmp) / "baseline"), "": None}
         for name, study_args in studies:
-            walls, meta = [], {}
+            walls: dict[str, list[float]] = {label: [] for label in sources}
+            meta: dict[str, dict] = {}
             for r in range(args.repeats):
-                wall, meta = run_study([*study_args, *extra], Path(tmp) / f"{name.split()[0]}-{r}")
-                walls.append(wall)
-            hw = meta["hardware"]
-            rows.append([name, f"{C.median(walls):,.1f} s", meta.get("runs"), f"{hw.get('workers')} x "
-                         f"{hw.get('threads_per_worker')}", f"{meta.get('cpu_seconds_runs', 0):,.0f} s",
-                         C.spread(walls)])
+                order = list(sources) if r % 2 == 0 else list(sources)[::-1]
+                for label in order:
+                    folder = Path(tmp) / f"{name.split()[0]}{label.replace(' @ ', '-')}-{r}"
+                    wall, meta[label] = run_study([*study_args, *extra], folder, sources[label])
+                    walls[label].append(wall)
+            current = C.median(walls[""])
+            for label in sources:
+                hw = meta[label]["hardware"]
+                rows.append([name + label, f"{C.median(walls[label]):,.1f} s", meta[label].get("runs"),
+                             f"{hw.get('workers')} x {hw.get('threads_per_worker')}",
+                             f"{meta[label].get('cpu_seconds_runs', 0):,.0f} s", C.spread(walls[label]),
+                             f"{C.median(walls[label]) / current:.2f}"])
     print(C.heading("Study wall time", args))
     print("`sandbag study` end to end in a fresh folder (training, analysis, figures, report).\n")
-    print(C.table(["study", "wall time", "runs", "workers x threads", "run-seconds", "spread"], rows))
+    print(C.table(["study", "wall time", "runs", "workers x threads", "run-seconds", "spread", "vs current"], rows))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Training throughput: sandbag's trainer against a minimal hand-written PyTorch loop, in one run, interleaved.
 
-For each batch size, one training epoch at a time, in alternating order after a warm-up:
+For each batch size, one training epoch at a time, in alternating order after a warm-up, each variant in its own
+process (so each has the allocator state and settings it would have as a program of its own):
 
-- ``plain NCHW``: the textbook loop (same model, data, Adam, batch, threads), default memory layout;
+- ``plain NCHW``: the textbook loop a PyTorch user writes (same model, data, Adam, batch, threads), default layout;
 - ``plain channels_last``: the same loop with model and data in channels_last;
-- ``sandbag``: `sandbag.train.train_one_epoch` with model, optimizer and data set up as `fit` sets them up;
-- ``sandbag, fused Adam``: the same with ``torch.optim.Adam(fused=True)`` (not sandbag's default: a candidate);
+- ``plain channels_last, tuned malloc``: that loop plus sandbag's glibc settings (`sandbag.train.tune_allocator`),
+  to show how much of sandbag's lead is the allocator (not a baseline: a user would not know to do it);
+- ``sandbag``: `sandbag.train.train_one_epoch` with model, optimizer, data and allocator set up as `fit` sets them up;
 - ``sandbag, bf16`` with ``--amp bf16``.
 
-Prints samples/s (median), the ratio to the best plain loop, and the percentage of the matrix-multiply peak
-measured in the same run (training FLOPs per sample = 3 x 2 x the conv/dense MACs, counted by hooks).
+Prints samples/s (median), the ratio to the best of the two plain loops, and the percentage of the matrix-multiply
+peak measured in the same run (training FLOPs per sample = 3 x 2 x the conv/dense MACs, counted by hooks).
 ``--multiseed 1,8,32`` adds sandbag.multiseed.fit_seeds throughput for that many seeds trained at once.
 
     python benchmarks/throughput.py                     # CPU, batches 32/128/256
@@ -26,10 +28,19 @@ from sandbag import train
 from sandbag.models import build_model
 
 
-def plain_loop(ds, batch: int, device: str, channels_last: bool):
+def _data(train_size: int | None, device: str, threads: int):
+    torch.set_num_threads(threads)
+    return train.load_data(train.RunConfig(train_size=train_size)).to(device)
+
+
+def plain_loop(batch: int, device: str, threads: int, train_size: int | None, channels_last: bool,
+               tuned_malloc: bool = False):
     """The minimal loop a PyTorch user writes: shuffle, slice, forward, loss, backward, step."""
+    if tuned_malloc:
+        train.tune_allocator()
+    ds = _data(train_size, device, threads)
     torch.manual_seed(0)
-    model = build_model("ref-cnn", ds.input_shape, ds.num_classes).to(device)
+    model = torch.nn.Sequential(*build_model("ref-cnn", ds.input_shape, ds.num_classes)).to(device)  # textbook order
     x, y = ds.x_train, ds.y_train
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -51,17 +62,19 @@ def plain_loop(ds, batch: int, device: str, channels_last: bool):
     return lambda: C.timed(epoch, device)
 
 
-def sandbag_loop(ds, batch: int, device: str, threads: int, fused: bool = False, amp: str | None = None):
-    """train_one_epoch with everything set up as `fit` sets it up (channels_last model and data, its optimizer)."""
+def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, amp: str | None = None, ds=None):
+    """train_one_epoch with everything set up as `fit` sets it up (allocator, channels_last model and data,
+    its optimizer)."""
     cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp)
+    train.tune_allocator()
+    ds = ds if ds is not None else _data(train_size, device, threads)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
     model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.specs).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
         ds = train._channels_last(ds)
-    optimizer = (torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True) if fused
-                 else train.make_optimizer(cfg, model))
+    optimizer = train.make_optimizer(cfg, model)
     specs = cfg.specs
 
     def epoch():
@@ -85,7 +98,6 @@ def main() -> None:
     p.add_argument("--batches", help="comma-separated batch sizes (default 32,128,256; smoke 32)")
     p.add_argument("--train-size", type=int, help="training samples (default all 4,000 of mnist-5k; smoke 128)")
     p.add_argument("--amp", choices=("bf16",), help="also time sandbag with bf16 autocast")
-    p.add_argument("--no-fused", action="store_true", help="leave out the fused-Adam variant")
     p.add_argument("--multiseed", help="comma-separated seed counts for sandbag.multiseed at the first batch size "
                    "(e.g. 1,8,32)")
     args = C.finish_args(p.parse_args())
@@ -98,17 +110,21 @@ def main() -> None:
     peak_before = C.matmul_peak(args.device, n=mm_n)
 
     rows = []
+    base = (args.device, args.threads, train_size)
     for batch in batches:
         variants = {
-            "plain NCHW": plain_loop(ds, batch, args.device, channels_last=False),
-            "plain channels_last": plain_loop(ds, batch, args.device, channels_last=True),
-            "sandbag": sandbag_loop(ds, batch, args.device, args.threads),
+            "plain NCHW": C.Subprocess(plain_loop, batch, *base, False),
+            "plain channels_last": C.Subprocess(plain_loop, batch, *base, True),
+            "plain channels_last, tuned malloc": C.Subprocess(plain_loop, batch, *base, True, True),
+            "sandbag": C.Subprocess(sandbag_loop, batch, *base),
         }
-        if not args.no_fused:
-            variants["sandbag, fused Adam"] = sandbag_loop(ds, batch, args.device, args.threads, fused=True)
         if args.amp:
-            variants[f"sandbag, {args.amp}"] = sandbag_loop(ds, batch, args.device, args.threads, amp=args.amp)
-        times = C.interleave(variants, args.warmup, args.repeats)
+            variants[f"sandbag, {args.amp}"] = C.Subprocess(sandbag_loop, batch, *base, args.amp)
+        try:
+            times = C.interleave(variants, args.warmup, args.repeats)
+        finally:
+            for variant in variants.values():
+                variant.close()
         rates = {name: n / C.median(t) for name, t in times.items()}
         best_plain = max(rates["plain NCHW"], rates["plain channels_last"])
         for name, rate in rates.items():
@@ -126,6 +142,7 @@ def main() -> None:
         batch = batches[0]
         epochs = 2 if args.smoke else 4
         single = next(r[2] for r in rows if r[0] == batch and r[1] == "sandbag")
+        train.tune_allocator()
         ms_rows = []
         for seeds in [int(s) for s in args.multiseed.split(",")]:
             rate = multiseed_rate(ds, seeds, batch, args.device, args.threads, epochs, args.amp)

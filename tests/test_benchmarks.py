@@ -35,7 +35,7 @@ def bench_module(monkeypatch):
 def test_throughput_prints_its_table_with_every_variant():
     out = _run("throughput.py")
     assert "| batch | variant | samples/s | vs best plain | spread | % of peak |" in out
-    for variant in ("plain NCHW", "plain channels_last", "| sandbag |", "sandbag, fused Adam"):
+    for variant in ("plain NCHW", "plain channels_last", "plain channels_last, tuned malloc", "| sandbag |"):
         assert variant in out
     assert "MFLOP" in out and "GFLOP/s" in out
 
@@ -54,7 +54,8 @@ def test_keras_peer_skips_cleanly_without_its_venv(tmp_path):
 def test_parallelism_prints_both_tables():
     out = _run("parallelism.py")
     assert "| workers x threads | wall time | vs best | spread |" in out
-    assert "| allocator | samples/s | vs glibc defaults | spread |" in out and "WORKER_MALLOC_ENV" in out
+    assert "| allocator | samples/s | vs glibc defaults | spread | minor page faults per run |" in out
+    assert "sandbag (tune_allocator)" in out
 
 
 def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
@@ -62,7 +63,7 @@ def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
     study_time = bench_module("study_time")
     calls = []
 
-    def fake_study(args, out):
+    def fake_study(args, out, src=None):
         calls.append(args)
         return 1.5, {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}, "cpu_seconds_runs": 2.0}
 
@@ -71,8 +72,25 @@ def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
     study_time.main()
     out = capsys.readouterr().out
     assert calls == [["--preset", "quick", "--workers", "2"]]
-    assert "| study | wall time | runs | workers x threads | run-seconds | spread |" in out
+    assert "| study | wall time | runs | workers x threads | run-seconds | spread | vs current |" in out
     assert "| quick | 1.5 s | 27 | 2 x 1 |" in out
+
+
+def test_study_time_alternates_with_a_baseline_revision(bench_module, monkeypatch, capsys):
+    study_time = bench_module("study_time")
+    sources = []
+
+    def fake_study(args, out, src=None):
+        sources.append(src and (src / "sandbag" / "__init__.py").is_file())
+        return (2.0 if src else 1.0), {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}}
+
+    monkeypatch.setattr(study_time, "run_study", fake_study)
+    monkeypatch.setattr(sys, "argv", ["study_time.py", "--presets", "quick", "--baseline", "HEAD", "--repeats", "2"])
+    study_time.main()
+    out = capsys.readouterr().out
+    assert sources == [True, None, None, True]  # A B, then B A; the baseline's src/ holds the package
+    assert "| quick @ HEAD | 2.0 s | 27 |" in out
+    assert "| quick | 1.0 s | 27 | 2 x 1 | 0 s | 0% | 1.00 |" in out and "| 0% | 2.00 |" in out
 
 
 def test_run_all_rewrites_results_and_keeps_the_gpu_section(bench_module, tmp_path, monkeypatch):

@@ -1,5 +1,8 @@
+from collections import OrderedDict
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sandbag.errors import ModelError
@@ -84,3 +87,34 @@ def test_too_small_input_and_unknown_model_are_clear_errors():
     assert build_model("ref-cnn", (1, 18, 18))(torch.randn(1, 1, 18, 18)).shape == (1, 10)
     with pytest.raises(ModelError, match="unknown model"):
         build_model("resnet")
+
+
+@pytest.mark.parametrize("specs", [[], ["bn"]])
+def test_pooling_before_relu_gives_the_textbook_outputs_and_gradients(specs):
+    """Sequential runs ReLU -> MaxPool2d as MaxPool2d -> ReLU: outputs and every gradient must equal nn.Sequential's."""
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, ())))
+    model = build_model("ref-cnn", (1, 28, 28), 10, parse_specs(specs)).double()
+    textbook = nn.Sequential(OrderedDict(model.named_children()))  # same modules, plain order
+    x = torch.randn(16, 1, 28, 28, dtype=torch.double)
+    x[:4] = -x[:4].abs()  # whole windows of negatives: no gradient may pass in either order
+    y = torch.randint(0, 10, (16,))
+    results = []
+    for net in (model, textbook):
+        net.zero_grad()
+        out = net(x)
+        F.cross_entropy(out, y).backward()
+        results.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.equal(out_a, out_b)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        assert torch.allclose(ga, gb, rtol=0, atol=1e-12)
+
+
+def test_a_hook_on_the_relu_sees_the_unpooled_activation():
+    model = build_model("ref-cnn", (1, 28, 28), 10)
+    seen = []
+    model.conv2d.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    relu = next(m for m in model if isinstance(m, nn.ReLU))
+    relu.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    model(torch.randn(2, 1, 28, 28))
+    assert seen == [(2, 32, 26, 26), (2, 32, 26, 26)]

@@ -70,12 +70,11 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int, threads: int):
-        from .study import WORKER_MALLOC_ENV, _init_worker
+        from .study import _init_worker
 
         self.workers, self.threads = workers, threads
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                         initializer=_init_worker, initargs=(threads,))
-        os.environ.update(WORKER_MALLOC_ENV)  # read by each spawned worker's glibc at start
 
     def capacity(self, nproc: int = 1) -> int:
         return max(1, self.workers // nproc)
@@ -139,12 +138,9 @@ class RayExecutor(Executor):
         return max(1, slots)
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
-        from .study import WORKER_MALLOC_ENV
-
         nproc = _nproc(cfg_dict)
         ref = self._remote.options(
             num_cpus=self.threads * nproc, num_gpus=self.gpus_per_run * nproc, max_retries=self.max_retries,
-            runtime_env={"env_vars": dict(WORKER_MALLOC_ENV)},
         ).remote(cfg_dict, self.threads)
         self._refs.append(ref)
         done: Future = Future()

@@ -29,6 +29,7 @@ from torch import nn
 
 from . import files
 from .errors import CheckpointError
+from .models import Sequential
 from .regularizers import GaussianNoise
 
 FOLDED_FORMAT = "sandbag-folded/1"
@@ -154,7 +155,7 @@ def fold_batchnorm(model: nn.Sequential) -> tuple[nn.Sequential, dict]:
                 pending.setdefault(j, []).append((name, s, t))
             continue
         out.append((name, layer))
-    folded = nn.Sequential(OrderedDict(out)).float().eval()
+    folded = Sequential(OrderedDict(out)).float().eval()
     for p in folded.parameters():
         p.requires_grad_(False)
     return folded, report
@@ -259,7 +260,7 @@ def load_folded(path: Path | str, device: str = "cpu") -> tuple[nn.Sequential, d
     ckpt = files.torch_load_tagged(path, FOLDED_FORMAT, "a folded sandbag model", device)
     try:
         layers = {d["name"]: build_layer(d) for d in ckpt["layers"]}
-        model = nn.Sequential(OrderedDict(layers))
+        model = Sequential(OrderedDict(layers))
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0]

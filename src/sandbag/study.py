@@ -36,10 +36,6 @@ from .train import RunConfig, versions
 
 PRESETS = ("quick", "standard", "full")
 TECHNIQUES = ("l2", "l1", "noise", "dropout")  # the ones with a strength to choose; bn has none
-# glibc's default mmap threshold made batch-256 steps page-fault heavily; a fixed threshold and top pad keep
-# freed activation buffers in the heap (measured; see benchmarks/). Set for worker processes, read by glibc at their
-# start. See train.tune_allocator.
-WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TOP_PAD_": str(64 * 2**20)}
 
 
 @dataclass
