@@ -16,7 +16,6 @@ Ray is optional: ``pip install 'sandbag[ray]'``.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
