@@ -2,8 +2,8 @@
 
 1. Pools: the same batch of study-like runs (seeds x batch sizes of the reference CNN, one epoch each) through the
    study's own process pool (`sandbag.executors.LocalExecutor`), as W workers x T threads for each W x T = cores
-   (2 x 1 and 1 x 2 on a 2-core machine). Both pools are
-   started and warmed first, then given the batch in alternating order; the table gives the median wall time.
+   (2 x 1 and 1 x 2 on a 2-core machine). Both pools are started and warmed first, then given the batch in
+   alternating order; the table gives the median wall time.
 2. Allocator: `sandbag train` at batch 256 as a fresh process, with glibc's defaults (``SANDBAG_TUNE_MALLOC=0``)
    and with sandbag's settings (`sandbag.train.tune_allocator`, on by default), alternating; samples/s is the median
    over the run's epochs after the first, and the minor page faults are the process's own count.
