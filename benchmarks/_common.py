@@ -22,6 +22,9 @@ if str(ROOT / "src") not in sys.path:  # run from a checkout without installing 
 
 import torch  # noqa: E402
 
+# The load when the script started: what else was running (read at the end, the script's own work would show)
+START_LOAD = os.getloadavg() if hasattr(os, "getloadavg") else None
+
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
@@ -92,7 +95,7 @@ class Subprocess:
         self.proc = ctx.Process(target=_serve, args=(child, factory, args), daemon=True)
         self.proc.start()
         child.close()
-        self._answer()  # "ready": set up and loaded
+        self.ready = False  # variants load in parallel; the first call waits for this one's "ready"
 
     def _answer(self):
         try:
@@ -102,6 +105,8 @@ class Subprocess:
                              "; see its error above") from None
 
     def __call__(self) -> float:
+        if not self.ready:
+            self.ready = self._answer() == "ready"
         self.conn.send(True)
         return self._answer()
 
@@ -198,9 +203,10 @@ def cpu_model() -> str:
 
 
 def describe_machine(device: str = "cpu") -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    text = (f"{cpu_model()}, {cores()} cores usable, load average {load}; python {platform.python_version()}, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), sandbag {version('sandbag')}")
+    load = ", ".join(f"{x:.2f}" for x in START_LOAD) if START_LOAD else "?"
+    text = (f"{cpu_model()}, {cores()} cores usable, load average at start {load}; "
+            f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"sandbag {version('sandbag')}")
     if torch.device(device).type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name()}"
     return text

@@ -24,13 +24,15 @@ import _common as C
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 GPU_HEADING = "## GPU check"
+# The last commit before the performance work (issue 4): study_time times it beside the current code
+BASELINE_REV = "1ff013b"
 # name -> extra arguments for the full measurement
 SCRIPTS = {
     "throughput": [],
     "keras_peer": [],
     "inference": [],
     "parallelism": [],
-    "study_time": ["--presets", "quick,standard"],
+    "study_time": ["--presets", "quick,standard", "--baseline", BASELINE_REV],
 }
 
 INTRO = """# Benchmarks
