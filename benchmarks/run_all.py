@@ -28,7 +28,7 @@ GPU_HEADING = "## GPU check"
 BASELINE_REV = "1ff013b"
 # name -> extra arguments for the full measurement
 SCRIPTS = {
-    "throughput": [],
+    "throughput": ["--compile"],
     "keras_peer": [],
     "inference": [],
     "parallelism": [],
@@ -43,8 +43,9 @@ the load average at the start of each script is printed with it.
 
 Reproduce: `make bench` (all of them, rewrites this file; the GPU check section is kept), or one script:
 `python benchmarks/throughput.py`, `keras_peer.py` (`--setup` once: creates benchmarks/.keras-venv with
-tensorflow-cpu), `inference.py`, `parallelism.py`, `study_time.py [--presets quick]`; `--smoke` for a quick check
-that a script runs. On a GPU machine: `bash benchmarks/gpu_check.sh` (its output goes under "GPU check" by hand).
+tensorflow-cpu), `inference.py`, `parallelism.py`, `study_time.py [--presets quick] [--baseline REV]`; `--smoke`
+for a quick check that a script runs. On a GPU machine: `bash benchmarks/gpu_check.sh` (its output goes under
+"GPU check" by hand).
 """
 
 

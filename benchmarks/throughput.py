@@ -8,7 +8,8 @@ process (so each has the allocator state and settings it would have as a program
 - ``plain channels_last, tuned malloc``: that loop plus sandbag's glibc settings (`sandbag.train.tune_allocator`),
   to show how much of sandbag's lead is the allocator (not a baseline: a user would not know to do it);
 - ``sandbag``: `sandbag.train.train_one_epoch` with model, optimizer, data and allocator set up as `fit` sets them up;
-- ``sandbag, bf16`` with ``--amp bf16``.
+- ``sandbag, bf16`` with ``--amp bf16``;
+- ``sandbag, torch.compile`` with ``--compile`` (a candidate fit does not use: compiled before the warm-up round).
 
 Prints samples/s (median), the ratio to the best of the two plain loops, and the percentage of the matrix-multiply
 peak measured in the same run (training FLOPs per sample = 3 x 2 x the conv/dense MACs, counted by hooks).
@@ -62,9 +63,10 @@ def plain_loop(batch: int, device: str, threads: int, train_size: int | None, ch
     return lambda: C.timed(epoch, device)
 
 
-def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, amp: str | None = None, ds=None):
+def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, amp: str | None = None, ds=None,
+                 compile_model: bool = False):
     """train_one_epoch with everything set up as `fit` sets it up (allocator, channels_last model and data,
-    its optimizer)."""
+    its optimizer); `compile_model`: the model wrapped in torch.compile (not what fit does: a candidate)."""
     cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp)
     train.tune_allocator()
     ds = ds if ds is not None else _data(train_size, device, threads)
@@ -76,9 +78,10 @@ def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, 
         ds = train._channels_last(ds)
     optimizer = train.make_optimizer(cfg, model)
     specs = cfg.specs
+    net = torch.compile(model) if compile_model else model
 
     def epoch():
-        train.train_one_epoch(model, optimizer, specs, ds.x_train, ds.y_train, batch, generator, amp=cfg.amp)
+        train.train_one_epoch(net, optimizer, specs, ds.x_train, ds.y_train, batch, generator, amp=cfg.amp)
 
     return lambda: C.timed(epoch, device)
 
@@ -98,6 +101,7 @@ def main() -> None:
     p.add_argument("--batches", help="comma-separated batch sizes (default 32,128,256; smoke 32)")
     p.add_argument("--train-size", type=int, help="training samples (default all 4,000 of mnist-5k; smoke 128)")
     p.add_argument("--amp", choices=("bf16",), help="also time sandbag with bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="also time sandbag with the model under torch.compile")
     p.add_argument("--multiseed", help="comma-separated seed counts for sandbag.multiseed at the first batch size "
                    "(e.g. 1,8,32)")
     args = C.finish_args(p.parse_args())
@@ -120,6 +124,8 @@ def main() -> None:
         }
         if args.amp:
             variants[f"sandbag, {args.amp}"] = C.Subprocess(sandbag_loop, batch, *base, args.amp)
+        if args.compile:
+            variants["sandbag, torch.compile"] = C.Subprocess(sandbag_loop, batch, *base, None, None, True)
         try:
             times = C.interleave(variants, args.warmup, args.repeats)
         finally:
