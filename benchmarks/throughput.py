@@ -148,7 +148,6 @@ def main() -> None:
         batch = batches[0]
         epochs = 2 if args.smoke else 4
         single = next(r[2] for r in rows if r[0] == batch and r[1] == "sandbag")
-        train.tune_allocator()
         ms_rows = []
         for seeds in [int(s) for s in args.multiseed.split(",")]:
             rate = multiseed_rate(ds, seeds, batch, args.device, args.threads, epochs, args.amp)

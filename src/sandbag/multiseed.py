@@ -32,7 +32,17 @@ from . import data as data_mod
 from .errors import ConfigError
 from .models import build_model, count_params
 from .regularizers import penalized_parameters
-from .train import EVAL_BATCH, RunConfig, _RunFolder, _summary, autocast, has_batchnorm, load_data, make_optimizer
+from .train import (
+    EVAL_BATCH,
+    RunConfig,
+    _RunFolder,
+    _summary,
+    autocast,
+    has_batchnorm,
+    load_data,
+    make_optimizer,
+    tune_allocator,
+)
 from .train import resolve_device as _resolve_device
 
 
@@ -107,6 +117,7 @@ def fit_seeds(
     `on_epoch` gets the list of the seeds' metric rows after each epoch. Timing fields are those of the batch
     of seeds: ``samples_per_sec`` counts every seed's samples."""
     started = time.perf_counter()
+    tune_allocator()  # as fit does
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _resolve_device(cfg.device)
