@@ -58,39 +58,39 @@ def test_parallelism_prints_both_tables():
     assert "sandbag (tune_allocator)" in out
 
 
-def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
-    """The script's own logic, with the study itself stubbed (a real one takes minutes; test_study covers it)."""
-    study_time = bench_module("study_time")
+def _run_study_time(study_time, monkeypatch, capsys, argv, wall) -> tuple[list, str]:
+    """study_time.main with the study stubbed (a real one takes minutes; test_study covers it): returns the calls
+    (args, whether src held the sandbag package then, or None without src) and the printed output. `wall(src)` gives
+    the stub's wall time."""
     calls = []
 
     def fake_study(args, out, src=None):
-        calls.append(args)
-        return 1.5, {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}, "cpu_seconds_runs": 2.0}
+        calls.append((args, src and (src / "sandbag" / "__init__.py").is_file()))
+        return wall(src), {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}, "cpu_seconds_runs": 2.0}
 
     monkeypatch.setattr(study_time, "run_study", fake_study)
-    monkeypatch.setattr(sys, "argv", ["study_time.py", "--presets", "quick", "--workers", "2"])
+    monkeypatch.setattr(sys, "argv", ["study_time.py", *argv])
     study_time.main()
-    out = capsys.readouterr().out
+    return calls, capsys.readouterr().out
+
+
+def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
+    calls, out = _run_study_time(bench_module("study_time"), monkeypatch, capsys,
+                                 ["--presets", "quick", "--workers", "2"], lambda src: 1.5)
+    calls = [args for args, _ in calls]
     assert calls == [["--preset", "quick", "--workers", "2"]]
     assert "| study | wall time | runs | workers x threads | run-seconds | spread | vs current |" in out
     assert "| quick | 1.5 s | 27 | 2 x 1 |" in out
 
 
 def test_study_time_alternates_with_a_baseline_revision(bench_module, monkeypatch, capsys):
-    study_time = bench_module("study_time")
-    sources = []
-
-    def fake_study(args, out, src=None):
-        sources.append(src and (src / "sandbag" / "__init__.py").is_file())
-        return (2.0 if src else 1.0), {"runs": 27, "hardware": {"workers": 2, "threads_per_worker": 1}}
-
-    monkeypatch.setattr(study_time, "run_study", fake_study)
-    monkeypatch.setattr(sys, "argv", ["study_time.py", "--presets", "quick", "--baseline", "HEAD", "--repeats", "2"])
-    study_time.main()
-    out = capsys.readouterr().out
+    calls, out = _run_study_time(bench_module("study_time"), monkeypatch, capsys,
+                                 ["--presets", "quick", "--baseline", "HEAD", "--repeats", "2"],
+                                 lambda src: 2.0 if src else 1.0)
+    sources = [has_package for _, has_package in calls]
     assert sources == [True, None, None, True]  # A B, then B A; the baseline's src/ holds the package
     assert "| quick @ HEAD | 2.0 s | 27 |" in out
-    assert "| quick | 1.0 s | 27 | 2 x 1 | 0 s | 0% | 1.00 |" in out and "| 0% | 2.00 |" in out
+    assert "| quick | 1.0 s | 27 | 2 x 1 | 2 s | 0% | 1.00 |" in out and "| 0% | 2.00 |" in out
 
 
 def test_run_all_rewrites_results_and_keeps_the_gpu_section(bench_module, tmp_path, monkeypatch):
