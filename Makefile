@@ -43,6 +43,7 @@ system-deps:
 	else echo "note: no apt-get as root: tests that need Chromium or Fashion-MNIST will be skipped"; fi
 
 test: dev system-deps
+	$(VENV)/bin/lint-imports --no-cache  # the one-way layers in pyproject.toml
 	$(PY) -m pytest -q
 
 # Every benchmark (benchmarks/*.py), interleaved against its baseline; rewrites benchmarks/RESULTS.md. Slow (the
@@ -55,6 +56,7 @@ bench-keras: install
 
 lint: dev
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

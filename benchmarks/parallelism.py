@@ -1,11 +1,11 @@
 """Study execution on this machine: worker processes x threads per worker, and glibc's allocator settings.
 
 1. Pools: the same batch of study-like runs (seeds x batch sizes of the reference CNN, one epoch each) through the
-   study's own process pool (`sandbag.executors.LocalExecutor`), as W workers x T threads for each W x T = cores
+   study's own process pool (`sandbag.study.executors.LocalExecutor`), as W workers x T threads for each W x T = cores
    (2 x 1 and 1 x 2 on a 2-core machine). Both pools are started and warmed first, then given the batch in
    alternating order; the table gives the median wall time.
 2. Allocator: `sandbag train` at batch 256 as a fresh process, with glibc's defaults (``SANDBAG_TUNE_MALLOC=0``)
-   and with sandbag's settings (`sandbag.train.tune_allocator`, on by default), alternating; samples/s is the median
+   and with sandbag's settings (`sandbag.allocator.tune_allocator`, on by default), alternating; samples/s is the median
    over the run's epochs after the first, and the minor page faults are the process's own count.
 
     python benchmarks/parallelism.py
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import _common as C
 
-from sandbag.executors import LocalExecutor
-from sandbag.study import default_parallelism
+from sandbag.study.executors import LocalExecutor
+from sandbag.study.runner import default_parallelism
 from sandbag.train import RunConfig
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     print(C.heading("Parallelism and allocator", args))
     batches = " and ".join(str(b) for b in sorted({r["batch_size"] for r in runs}))
     print(f"Pools: {len(runs)} runs of one epoch (ref-cnn, {runs[0]['train_size']} samples, batches {batches}) "
-          f"through sandbag.executors.LocalExecutor; {cores} cores.\n")
+          f"through sandbag.study.executors.LocalExecutor; {cores} cores.\n")
     print(C.table(["workers x threads", "wall time", "vs best", "spread"], rows))
     print(f"\nAllocator: `sandbag train --batch-size {batch} --threads {args.threads}` ({size} samples, {epochs} "
           f"epochs; samples/s = median epoch after the first), a fresh process each time:\n")

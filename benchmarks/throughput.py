@@ -5,7 +5,7 @@ process (so each has the allocator state and settings it would have as a program
 
 - ``plain NCHW``: the textbook loop a PyTorch user writes (same model, data, Adam, batch, threads), default layout;
 - ``plain channels_last``: the same loop with model and data in channels_last;
-- ``plain channels_last, tuned malloc``: that loop plus sandbag's glibc settings (`sandbag.train.tune_allocator`),
+- ``plain channels_last, tuned malloc``: that loop plus sandbag's glibc settings (`sandbag.allocator.tune_allocator`),
   to show how much of sandbag's lead is the allocator (not a baseline: a user would not know to do it);
 - ``sandbag``: `sandbag.train.train_one_epoch` with model, optimizer, data and allocator set up as `fit` sets them up;
 - ``sandbag, bf16`` with ``--amp bf16``;
@@ -65,23 +65,15 @@ def plain_loop(batch: int, device: str, threads: int, train_size: int | None, ch
 
 def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, amp: str | None = None, ds=None,
                  compile_model: bool = False):
-    """train_one_epoch with everything set up as `fit` sets it up (allocator, channels_last model and data,
-    its optimizer); `compile_model`: the model wrapped in torch.compile (not what fit does: a candidate)."""
-    cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp)
-    train.tune_allocator()
-    ds = ds if ds is not None else _data(train_size, device, threads)
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.specs).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        ds = train._channels_last(ds)
-    optimizer = train.make_optimizer(cfg, model)
-    specs = cfg.specs
-    net = torch.compile(model) if compile_model else model
+    """train_one_epoch on what `train.setup_run` sets up for `fit` (allocator, channels_last model and data, its
+    optimizer and regularizer); `compile_model`: the model wrapped in torch.compile (not what fit does: a candidate)."""
+    cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp, train_size=train_size)
+    s = train.setup_run(cfg, dataset=ds if ds is not None else _data(train_size, device, threads))
+    net = torch.compile(s.net) if compile_model else s.net
 
     def epoch():
-        train.train_one_epoch(net, optimizer, specs, ds.x_train, ds.y_train, batch, generator, amp=cfg.amp)
+        train.train_one_epoch(net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, batch, s.generator,
+                              amp=cfg.amp)
 
     return lambda: C.timed(epoch, device)
 

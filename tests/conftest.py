@@ -9,10 +9,32 @@ TINY = ROOT / "configs" / "tiny.toml"
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
     """The tiny study (27 one-epoch runs on a 200-sample slice) with its report, built once per session."""
-    from sandbag.report import build_report
     from sandbag.study import load_config, run_study
+    from sandbag.study.report import build_report
 
     out = tmp_path_factory.mktemp("study") / "tiny"
     rows = run_study(load_config(TINY), out, workers=2, threads=1, command="sandbag study --config configs/tiny.toml")
     build_report(out)
     return out, rows
+
+
+SEED_ENV = "SANDBAG_TEST_SEED"
+
+
+@pytest.fixture
+def fresh_seed(request):
+    """A new random seed for each run of a randomized test (or $SANDBAG_TEST_SEED); printed when the test fails."""
+    import os
+
+    seed = int(os.environ.get(SEED_ENV) or int.from_bytes(os.urandom(4), "little"))
+    request.node.fresh_seed = seed
+    return seed
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    seed = getattr(item, "fresh_seed", None)
+    if seed is not None and report.failed:
+        report.sections.append(("fresh seed", f"this run drew seed {seed}; rerun it with {SEED_ENV}={seed}"))

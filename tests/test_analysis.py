@@ -201,7 +201,7 @@ def test_grouped_batch_norm_matches_torch_batch_norm_on_each_batch(runs, test_da
             m.momentum = 0.0
     with torch.no_grad():
         expected = torch.cat([reference(x[i : i + 16]) for i in range(0, 48, 16)])
-        got = A._with_group_bn(model, 16)(x)
+        got = A.with_group_bn(model, 16)(x)
     assert torch.allclose(got, expected, atol=1e-4)
 
 

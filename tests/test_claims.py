@@ -1,71 +1,145 @@
-"""The verdict rule on synthetic result tables: a clear effect is supported, its mirror contradicted, noise
-inconclusive."""
+"""The verdict rule against scipy on fresh random data, `combine` against its definition, claim 4's closed-form check,
+and the claims on synthetic result tables. Randomized tests take conftest's `fresh_seed` (printed on failure)."""
+
+import itertools
+import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
-from sandbag.claims import CONTRADICTED, INCONCLUSIVE, MIXED, SUPPORTED, combine, evaluate_claims, paired_verdict
+from sandbag.study.claims import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    MIXED,
+    SUPPORTED,
+    combine,
+    evaluate_claims,
+    l1_minimum,
+    l2_minimum,
+    numeric_minimum,
+    paired_verdict,
+    penalty_check,
+)
 
-
-def test_t_interval_matches_scipy():
-    from scipy import stats
-
-    d = list(np.random.default_rng().normal(0.3, 1.0, size=7))
-    result = paired_verdict(d, "greater")
-    low, high = stats.t.interval(0.95, len(d) - 1, loc=np.mean(d), scale=stats.sem(d))
-    assert result["ci_low"] == pytest.approx(low) and result["ci_high"] == pytest.approx(high)
-
-
-@pytest.mark.parametrize("direction,sign", [("greater", 1), ("less", -1)])
-def test_clear_effect_supported_mirror_contradicted_noise_inconclusive(direction, sign):
-    rng = np.random.default_rng()
-    effect = sign * (0.05 + rng.normal(0, 0.005, size=6))
-    assert paired_verdict(list(effect), direction)["verdict"] == SUPPORTED
-    assert paired_verdict(list(-effect), direction)["verdict"] == CONTRADICTED
-    noise = rng.normal(0, 0.05, size=6)
-    noise -= noise.mean()  # zero-mean noise: the interval always straddles 0
-    assert paired_verdict(list(noise), direction)["verdict"] == INCONCLUSIVE
+VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED)
 
 
-def test_non_inferiority_margin_and_degenerate_inputs():
+def _oracle(d: np.ndarray, direction: str, margin: float = 0.0) -> tuple[float, float, str]:
+    """scipy's t-interval and the verdict rule written from the module docstring."""
+    low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    zero = -margin if direction == "noninferior" else 0.0
+    if direction == "less":
+        verdict = SUPPORTED if high < 0 else CONTRADICTED if low > 0 else INCONCLUSIVE
+    else:
+        verdict = SUPPORTED if low > zero else CONTRADICTED if high < zero else INCONCLUSIVE
+    return low, high, verdict
+
+
+@pytest.mark.parametrize("direction", ["greater", "less", "noninferior"])
+def test_paired_verdict_matches_scipy_on_random_data(direction, fresh_seed):
+    rng = np.random.default_rng(fresh_seed)
+    for _ in range(200):
+        n = int(rng.integers(2, 12))
+        d = rng.normal(rng.normal(0, 0.05), rng.uniform(0.001, 0.05), size=n)
+        margin = float(rng.uniform(0, 0.02)) if direction == "noninferior" else 0.0
+        result = paired_verdict(list(d), direction, margin)
+        low, high, verdict = _oracle(d, direction, margin)
+        assert result["n"] == n and result["mean"] == pytest.approx(d.mean(), abs=1e-12), (fresh_seed, d)
+        assert result["ci_low"] == pytest.approx(low, rel=1e-9, abs=1e-12), (fresh_seed, d)
+        assert result["ci_high"] == pytest.approx(high, rel=1e-9, abs=1e-12), (fresh_seed, d)
+        assert result["verdict"] == verdict, (fresh_seed, d, margin, result)
+        # the t-test agrees: a one-sided p < 0.025 exactly when the interval clears zero on that side
+        p = stats.ttest_1samp(d, -margin if direction == "noninferior" else 0.0,
+                              alternative="less" if direction == "less" else "greater").pvalue
+        assert (p < 0.025) == (verdict == SUPPORTED) or math.isclose(p, 0.025, rel_tol=1e-6), (fresh_seed, d, p)
+
+
+def test_paired_verdict_drops_missing_values_and_handles_degenerate_inputs():
+    assert paired_verdict([0.2], "greater")["verdict"] == INCONCLUSIVE  # one seed: no interval
+    assert paired_verdict([0.2], "greater")["ci_low"] == -math.inf
+    assert paired_verdict([], "greater") | {"mean": 0} == {"n": 0, "mean": 0, "ci_low": pytest.approx(math.nan,
+                                                                                                      nan_ok=True),
+                                                          "ci_high": pytest.approx(math.nan, nan_ok=True),
+                                                          "verdict": INCONCLUSIVE}
+    assert paired_verdict([0.1, None, math.nan, 0.1, 0.1], "greater")["n"] == 3
+    assert paired_verdict([0.1, 0.1, 0.1], "greater")["verdict"] == SUPPORTED  # zero spread, clear sign
     assert paired_verdict([-0.001, -0.002, 0.0, -0.001], "noninferior", margin=0.005)["verdict"] == SUPPORTED
     assert paired_verdict([-0.05, -0.06, -0.055], "noninferior", margin=0.005)["verdict"] == CONTRADICTED
-    assert paired_verdict([0.2], "greater")["verdict"] == INCONCLUSIVE  # one seed: no interval
-    assert paired_verdict([], "greater")["verdict"] == INCONCLUSIVE
-    assert paired_verdict([0.1, 0.1, 0.1], "greater")["verdict"] == SUPPORTED  # zero spread, clear sign
+    with pytest.raises(ValueError, match="unknown direction 'sideways'"):
+        paired_verdict([1.0, 2.0], "sideways")
 
 
-def test_combining_parts():
-    assert combine([SUPPORTED, SUPPORTED]) == SUPPORTED
-    assert combine([CONTRADICTED, CONTRADICTED]) == CONTRADICTED
-    assert combine([SUPPORTED, CONTRADICTED]) == MIXED
-    assert combine([SUPPORTED, INCONCLUSIVE]) == INCONCLUSIVE
+def _combine_oracle(verdicts):
+    if verdicts and set(verdicts) == {SUPPORTED}:
+        return SUPPORTED
+    if verdicts and set(verdicts) == {CONTRADICTED}:
+        return CONTRADICTED
+    return MIXED if {SUPPORTED, CONTRADICTED} <= set(verdicts) else INCONCLUSIVE
 
 
-def _rows(arm_metrics: dict, seeds=range(5), data="d", noise=0.0):
-    rng = np.random.default_rng()
+def test_combine_matches_its_definition_on_every_short_list():
+    for n in range(0, 4):
+        for parts in itertools.product(VERDICTS, repeat=n):
+            assert combine(list(parts)) == _combine_oracle(list(parts)), parts
+    assert combine([]) == INCONCLUSIVE
+    assert combine([SUPPORTED, CONTRADICTED, INCONCLUSIVE]) == MIXED
+
+
+def test_penalty_check_is_claim_4s_closed_form_evidence(fresh_seed):
+    result = penalty_check()
+    assert result["falls"] and 0 < result["error"] < 1e-3
+    step = (result["minima"]["l2"][0]["closed_form"], 3.0)
+    assert step[0] == pytest.approx(3.0)  # a w0 / (a + lam) = 4.5 / 1.5
+    assert [m["closed_form"] for m in result["minima"]["l1"]] == pytest.approx([3.5, 2.0, 0.0, 0.0])
+    # the minimum does not fall with lambda if lambda does not grow: the check says so
+    assert penalty_check(lams=(2, 1))["error"] == math.inf
+    rng = np.random.default_rng(fresh_seed)
+    lo, hi, n = -12.0, 12.0, 240001
+    for _ in range(10):
+        a, w0, lam, alpha = rng.uniform(0.5, 2), rng.uniform(-6, 6), rng.uniform(0, 5), rng.uniform(0, 8)
+        l2 = numeric_minimum(lambda w, a=a, w0=w0, lam=lam: a * (w - w0) ** 2 / 2 + lam * w**2 / 2, lo, hi, n)
+        l1 = numeric_minimum(lambda w, a=a, w0=w0, al=alpha: a * (w - w0) ** 2 / 2 + al * np.abs(w), lo, hi, n)
+        assert abs(l2 - l2_minimum(a, w0, lam)) <= (hi - lo) / (n - 1), (fresh_seed, a, w0, lam)
+        assert abs(l1 - l1_minimum(a, w0, alpha)) <= (hi - lo) / (n - 1), (fresh_seed, a, w0, alpha)
+
+
+ARMS = [{"group": "headline", "arm": a, "technique": a, "batch_size": 32, "base": a, "figures": []}
+        for a in ("none", "l2", "l1", "noise", "dropout", "bn")] + [
+    {"group": "batch", "arm": f"{k}-b8", "technique": k, "batch_size": 8, "base": k, "figures": []}
+    for k in ("none", "bn")]
+
+
+def _rows(arm_metrics: dict, rng, seeds=range(5), data="d", noise=0.0):
     rows = []
     for (group, arm), metrics in arm_metrics.items():
         for seed in seeds:
             row = {"data": data, "group": group, "arm": arm, "seed": seed, "status": "finished"}
-            row.update({k: v + rng.normal(0, noise) for k, v in metrics.items()})
+            row.update({k: v + rng.normal(0, noise) if k != "probes" else v for k, v in metrics.items()})
             rows.append(row)
     return rows
 
 
-def test_claims_follow_from_a_synthetic_table():
+def test_claims_follow_from_a_synthetic_table(fresh_seed):
+    rng = np.random.default_rng(fresh_seed)
     cfg = {"data": ["d"], "batch_sizes": [8, 32], "batch_size": 32, "learn_target": 0.9}
     base = {"train_acc": 1.0, "test_acc": 0.90, "gap": 0.10, "weight_l2": 20.0}
     rows = _rows({
-        ("headline", "none"): base,
-        ("headline", "dropout"): {"train_acc": 0.97, "test_acc": 0.93, "gap": 0.04, "weight_l2": 20.0},
+        ("headline", "none"): {**base, "probes": {"companion_prob_std_mean": 0.0}},
+        ("headline", "dropout"): {"train_acc": 0.97, "test_acc": 0.93, "gap": 0.04, "weight_l2": 20.0,
+                                  "probes": {"dropout_accuracy_drop": 0.05, "dropout_disagreement": 0.1}},
         ("headline", "noise"): {"train_acc": 1.0, "test_acc": 0.88, "gap": 0.12, "weight_l2": 20.0},
-        ("headline", "bn"): {"test_acc": 0.90},
-    }, noise=0.002)
-    by_number = {v["number"]: v["data"]["d"] for v in evaluate_claims(cfg, rows, analysis={})}
-    assert by_number[6]["verdict"] == SUPPORTED  # dropout narrows the gap
-    assert by_number[15]["verdict"] == CONTRADICTED  # noise widened it in this table
-    assert by_number[13]["verdict"] == CONTRADICTED  # bn 0.90 < dropout 0.93
+        ("headline", "bn"): {"test_acc": 0.90, "probes": {"companion_prob_std_mean": 0.01, "bn_z_mean_absmax": 2e-3,
+                                                         "bn_z_std_eps_absdev_max": 1e-7}},
+    }, rng, noise=0.002)
+    by_number = {v["number"]: v["data"]["d"] for v in evaluate_claims(cfg, rows, ARMS)}
+    assert by_number[6]["verdict"] == SUPPORTED, fresh_seed  # dropout narrows the gap
+    assert by_number[15]["verdict"] == CONTRADICTED, fresh_seed  # noise widened it in this table
+    assert by_number[13]["verdict"] == CONTRADICTED, fresh_seed  # bn 0.90 < dropout 0.93
     assert by_number[3]["verdict"] == INCONCLUSIVE  # no runs for it: nothing to claim
+    assert by_number[8]["verdict"] == SUPPORTED and by_number[8]["parts"][0]["n"] == 5  # read from probes
+    assert by_number[10]["verdict"] == SUPPORTED  # BN minus none, per seed
+    assert by_number[10]["parts"][0]["mean"] == pytest.approx(0.01)
+    assert [p["verdict"] for p in by_number[9]["parts"]] == [CONTRADICTED, SUPPORTED]  # 2e-3 > tolerance 1e-3
     part = by_number[6]["parts"][0]
-    assert part["n"] == 5 and part["mean"] == pytest.approx(-0.06, abs=0.01)
+    assert part["n"] == 5 and part["mean"] == pytest.approx(-0.06, abs=0.01), fresh_seed

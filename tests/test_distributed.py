@@ -22,7 +22,7 @@ from sandbag.cli import main
 from sandbag.errors import ConfigError
 from sandbag.models import build_model
 from sandbag.study import read_summary
-from sandbag.train import RunConfig, _channels_last, epoch_metrics, fit, load_checkpoint, load_data, weight_stats
+from sandbag.train import RunConfig, channels_last, epoch_metrics, fit, load_checkpoint, load_data, weight_stats
 
 # Short runs on real digits: 160 samples, batch 32 -> 5 steps, 2 ranks of 16. SGD: Adam's normalized step turns
 # float-rounding differences in near-zero gradients into visible weight differences. The BN runs use the mlp: in
@@ -166,7 +166,7 @@ def test_metrics_are_those_of_one_process_evaluating_the_saved_model(ddp_session
         cfg, model, _ = load_checkpoint(run)
         ds = dataset
         if cfg.channels_last:
-            model, ds = model.to(memory_format=torch.channels_last), _channels_last(dataset)
+            model, ds = model.to(memory_format=torch.channels_last), channels_last(dataset)
         batch = getattr(train_mod, "EVAL_BATCH", 1000)  # the evaluation batch fit uses
         again, logged = {**epoch_metrics(model, ds, batch), **weight_stats(model)}, _last_metrics(run)
         for key in ("train_loss", "train_acc", "test_loss", "test_acc", "gap", "weight_l2"):
@@ -206,8 +206,8 @@ def _simulate_local_bn(cfg: RunConfig, dataset) -> dict:
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.specs)
     ds = dataset
     if cfg.channels_last:
-        model, ds = model.to(memory_format=torch.channels_last), _channels_last(dataset)
-    optimizer = make_optimizer(cfg, model)
+        model, ds = model.to(memory_format=torch.channels_last), channels_last(dataset)
+    optimizer = make_optimizer(cfg, model.parameters())
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     buffers = [[{k: v.clone() for k, v in m._buffers.items()} for m in norms] for _ in range(WORLD)]
     order = torch.randperm(len(ds.x_train), generator=generator)

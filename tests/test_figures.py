@@ -4,7 +4,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from sandbag import figures as F
+from sandbag.study import claims as C
+from sandbag.study import figures as F
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,22 +35,22 @@ def test_closed_forms_match_grid_search_on_random_problems():
     for _ in range(20):
         a, w0 = rng.uniform(0.5, 2), rng.uniform(-6, 6)
         lam, alpha = rng.uniform(0, 5), rng.uniform(0, 8)
-        l2 = F.numeric_minimum(lambda w, a=a, w0=w0, lam=lam: a * (w - w0) ** 2 / 2 + lam * w**2 / 2, lo, hi, n)
-        l1 = F.numeric_minimum(lambda w, a=a, w0=w0, al=alpha: a * (w - w0) ** 2 / 2 + al * np.abs(w), lo, hi, n)
-        assert abs(l2 - F.l2_minimum(a, w0, lam)) <= step, (seed, a, w0, lam)
-        assert abs(l1 - F.l1_minimum(a, w0, alpha)) <= step, (seed, a, w0, alpha)
+        l2 = C.numeric_minimum(lambda w, a=a, w0=w0, lam=lam: a * (w - w0) ** 2 / 2 + lam * w**2 / 2, lo, hi, n)
+        l1 = C.numeric_minimum(lambda w, a=a, w0=w0, al=alpha: a * (w - w0) ** 2 / 2 + al * np.abs(w), lo, hi, n)
+        assert abs(l2 - C.l2_minimum(a, w0, lam)) <= step, (seed, a, w0, lam)
+        assert abs(l1 - C.l1_minimum(a, w0, alpha)) <= step, (seed, a, w0, alpha)
         if alpha >= a * abs(w0):
-            assert l1 == 0.0 and F.l1_minimum(a, w0, alpha) == 0.0, (seed, a, w0, alpha)
+            assert l1 == 0.0 and C.l1_minimum(a, w0, alpha) == 0.0, (seed, a, w0, alpha)
 
 
 def test_closed_forms_on_hand_checked_values():
-    assert F.l2_minimum(1.0, 4.5, 0.5) == pytest.approx(3.0)
-    assert F.l2_minimum(2.0, -3.0, 1.0) == pytest.approx(-2.0)
-    assert F.l1_minimum(1.0, 4.5, 1.0) == pytest.approx(3.5)
-    assert F.l1_minimum(2.0, -3.0, 2.0) == pytest.approx(-2.0)
-    assert F.l1_minimum(1.0, 4.5, 4.5) == 0.0 and F.l1_minimum(1.0, -4.5, 6.0) == 0.0
+    assert C.l2_minimum(1.0, 4.5, 0.5) == pytest.approx(3.0)
+    assert C.l2_minimum(2.0, -3.0, 1.0) == pytest.approx(-2.0)
+    assert C.l1_minimum(1.0, 4.5, 1.0) == pytest.approx(3.5)
+    assert C.l1_minimum(2.0, -3.0, 2.0) == pytest.approx(-2.0)
+    assert C.l1_minimum(1.0, 4.5, 4.5) == 0.0 and C.l1_minimum(1.0, -4.5, 6.0) == 0.0
     with pytest.raises(ValueError):
-        F.numeric_minimum(np.abs, 1.0, 1.0)
+        C.numeric_minimum(np.abs, 1.0, 1.0)
 
 
 def test_penalty_figure_minima_match_closed_forms_and_move_as_theory_says(tmp_path):
@@ -67,10 +68,10 @@ def test_penalty_figure_minima_match_closed_forms_and_move_as_theory_says(tmp_pa
     assert [r["lam"] for r in out["l2"]] == pytest.approx(lams)
     assert [r["alpha"] for r in out["l1"]] == pytest.approx(alphas)
     for r in out["l2"]:
-        assert r["closed_form"] == pytest.approx(F.l2_minimum(a, w0, r["lam"]))
+        assert r["closed_form"] == pytest.approx(C.l2_minimum(a, w0, r["lam"]))
         assert abs(r["numeric_min"] - r["closed_form"]) <= step, (seed, a, r)
     for r in out["l1"]:
-        assert r["closed_form"] == pytest.approx(F.l1_minimum(a, w0, r["alpha"]))
+        assert r["closed_form"] == pytest.approx(C.l1_minimum(a, w0, r["alpha"]))
         assert abs(r["numeric_min"] - r["closed_form"]) <= step, (seed, a, r)
 
     # L2: the minimum moves toward 0 as lambda grows, and never reaches it
@@ -109,15 +110,25 @@ def test_penalty_figure_negative_optimum_and_single_values(tmp_path):
 # Colors
 
 
-def test_each_technique_keeps_its_color():
-    assert set(F.ARM_COLORS) >= {"none", "l2", "l1", "l1-prox", "noise", "dropout", "bn", "bn-post"}
-    assert len({F.ARM_COLORS[k] for k in ("none", "l2", "l1", "l1-prox", "noise", "dropout", "bn", "bn-post")}) == 8
-    assert F.color_for("l2=1e-3") == F.color_for("l2") == F.ARM_COLORS["l2"]
-    assert F.color_for("l1=1e-4:prox") == F.ARM_COLORS["l1-prox"]
-    assert F.color_for("bn:post") == F.ARM_COLORS["bn-post"]
-    assert F.color_for("keep=0.6") == F.ARM_COLORS["dropout"]
-    assert F.color_for("something-new") == F.color_for("something-new")  # stable fallback
-    assert F.color_for("") == F.ARM_COLORS["other"]
+def test_each_arm_keeps_its_color():
+    arms = ["none", "l2", "l1", "noise", "dropout", "bn", "l2-bias", "l1-prox", "bn-post"]
+    colors = F.palette(["none", "l2", *arms])
+    assert list(colors) == arms and len(set(colors.values())) == len(arms)  # distinct, first-come order
+    assert F.palette(arms) == colors  # the same list gives the same colors, in every figure
+    assert F.color_for("l2=1e-3", colors) == F.color_for("l2", colors) == colors["l2"]
+    assert F.color_for("l1-prox", colors) == colors["l1-prox"]
+    assert F.color_for("something-new", colors) == F.color_for("something-new")  # stable fallback
+    assert F.color_for("") == F.OTHER
+
+
+def test_weight_histogram_from_counts_matches_raw_values(tmp_path, fresh_seed):
+    rng = np.random.default_rng(fresh_seed)
+    v = np.where(rng.random(3000) < 0.3, 0.0, rng.laplace(0, 0.02, 3000))
+    raw = F.histogram(v, edges=np.linspace(-1, 1, 201))
+    assert raw["n"] == 3000 and raw["zero"] == int(np.sum(v == 0)), fresh_seed
+    assert raw["small"] == int(np.sum(np.abs(v) < 1e-3)) and sum(raw["counts"]) == 3000, fresh_seed
+    assert F.histogram(raw) == raw  # a histogram dict (probes.json) passes through
+    _assert_png(F.weight_histograms(tmp_path / "w.png", {"l1-prox": raw, "none": rng.normal(0, 0.05, 500)}))
 
 
 # ---------------------------------------------------------------------------------------------------------------

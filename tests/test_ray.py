@@ -10,9 +10,9 @@ import pytest
 from conftest import TINY
 
 from sandbag.errors import ConfigError
-from sandbag.executors import make_executor
-from sandbag.study import Progress, load_config, read_results, read_summary, run_study
-from sandbag.train import RunConfig
+from sandbag.runs import RunConfig, read_summary
+from sandbag.study import Progress, load_config, read_results, run_study
+from sandbag.study.executors import make_executor
 
 TIMING = ("seconds_per_epoch", "total_seconds")
 
@@ -50,7 +50,8 @@ def test_tiny_study_on_ray_matches_the_local_executor(tiny_study, ray, tmp_path)
     meta = json.loads((out / "study.json").read_text())
     assert meta["hardware"]["executor"] == "ray" and meta["hardware"]["cluster_cpus"] == 2
     run_dir = out / read_results(out)[0]["run_dir"]
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "summary.json", "model.pt"}
+    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.jsonl", "summary.json", "model.pt",
+                                                   "probes.json"}
 
     seen: list[Progress] = []
     run_study(load_config(TINY), out, threads=1, executor="ray", on_progress=seen.append)
@@ -58,7 +59,7 @@ def test_tiny_study_on_ray_matches_the_local_executor(tiny_study, ray, tmp_path)
 
 
 def test_a_run_lost_with_its_worker_is_retried(ray, tmp_path):
-    from sandbag.executors import RayExecutor
+    from sandbag.study.executors import RayExecutor
 
     marker = tmp_path / "crashed-once"
 
@@ -66,15 +67,15 @@ def test_a_run_lost_with_its_worker_is_retried(ray, tmp_path):
         import os
         from pathlib import Path
 
-        from sandbag.executors import _ray_run
+        from sandbag.study.executors import ray_run
 
         if not Path(marker).exists():
             Path(marker).touch()
             os._exit(1)  # the worker process dies mid-task
-        return _ray_run(cfg_dict, threads)
+        return ray_run(cfg_dict, threads)
 
     executor = RayExecutor(threads=1)
-    executor._remote = ray.remote(crash_once)
+    executor.remote = ray.remote(crash_once)
     cfg = RunConfig(data="digits", model="mlp", train_size=100, epochs=1)
     summary = executor.submit(cfg.to_dict(), str(tmp_path / "run")).result(timeout=180)
     executor.shutdown()

@@ -13,6 +13,7 @@ from sandbag.regularizers import (
     GaussianNoise,
     Spec,
     after_step,
+    before_step,
     parse_spec,
     parse_specs,
     penalized_parameters,
@@ -97,64 +98,136 @@ def test_proximal_l1_makes_exact_zeros_and_matches_soft_threshold():
             assert torch.equal(p.detach(), before[name])  # biases untouched by default
 
 
-def test_soft_threshold_oracle():
-    w = torch.randn(1000)
+def test_soft_threshold_oracle(fresh_seed):
+    w = torch.randn(1000, generator=torch.Generator().manual_seed(fresh_seed))
     expected = np.sign(w.numpy()) * np.maximum(np.abs(w.numpy()) - 0.3, 0)
     soft_threshold_(w, 0.3)
     np.testing.assert_allclose(w.numpy(), expected, atol=1e-7)
 
 
-def test_decoupled_l2_shrinks_weights_by_lr_lambda():
+def test_decoupled_l2_shrinks_each_weight_by_its_own_groups_lr_before_the_step():
+    """Two parameter groups (lr 0.1 and 0.01): each weight shrinks by 1 - lr * lambda of its own group."""
     model = _randomized(build_model("mlp", input_shape=(1, 8, 8)), 5)
+    first, second = model[1], model[3]  # the two hidden dense layers
+    rest = [p for p in model.parameters() if all(p is not q for q in (first.weight, second.weight))]
+    opt = torch.optim.SGD([{"params": [first.weight], "lr": 0.1}, {"params": [second.weight], "lr": 0.01},
+                           {"params": rest, "lr": 0.1}], lr=0.1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    after_step(model, parse_specs(["l2=0.5:decoupled"]), torch.optim.Adam(model.parameters(), lr=0.1))
+    before_step(model, parse_specs(["l2=0.01:decoupled"]), opt)
+    torch.testing.assert_close(first.weight.detach(), before["dense.weight"] * (1 - 0.1 * 0.01), rtol=0, atol=1e-7)
+    torch.testing.assert_close(second.weight.detach(), before["dense_1.weight"] * (1 - 0.01 * 0.01), rtol=0, atol=1e-7)
     for name, p in model.named_parameters():
-        factor = 0.95 if name.endswith("weight") else 1.0
-        torch.testing.assert_close(p.detach(), before[name] * factor)
+        if name.endswith("bias"):
+            assert torch.equal(p.detach(), before[name])
     assert penalty(model, parse_specs(["l2=0.5:decoupled", "l1=0.1:prox"])).item() == 0.0
 
 
-def test_noise_training_std_is_sigma_and_eval_is_identity():
-    sigma = float(np.random.default_rng().uniform(0.1, 2.0))
+def test_proximal_l1_thresholds_each_weight_by_its_own_groups_lr():
+    model = _randomized(build_model("mlp", input_shape=(1, 8, 8)), 7)
+    first, second = model[1], model[3]
+    rest = [p for p in model.parameters() if all(p is not q for q in (first.weight, second.weight))]
+    opt = torch.optim.SGD([{"params": [first.weight], "lr": 0.1}, {"params": [second.weight], "lr": 0.01},
+                           {"params": rest, "lr": 1.0}], lr=1)
+    w1, w2 = first.weight.detach().clone(), second.weight.detach().clone()
+    after_step(model, parse_specs(["l1=3:prox"]), opt)
+    torch.testing.assert_close(first.weight.detach(), w1.sign() * (w1.abs() - 0.3).clamp_min(0))
+    torch.testing.assert_close(second.weight.detach(), w2.sign() * (w2.abs() - 0.03).clamp_min(0))
+
+
+class _Tied(nn.Module):
+    """An encoder and a decoder that share one weight matrix (tied weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = nn.Linear(6, 4, bias=False)
+        self.decode = nn.Linear(4, 6, bias=False)
+        self.decode.weight = self.encode.weight  # the same Parameter object, (4, 6) used as (6, 4)^T below
+
+    def forward(self, x):
+        return torch.nn.functional.linear(self.encode(x), self.decode.weight.t())
+
+
+def test_a_shared_weight_is_penalized_and_decayed_once(fresh_seed):
+    model = _Tied()
+    with torch.no_grad():
+        model.encode.weight.copy_(torch.randn(4, 6, generator=torch.Generator().manual_seed(fresh_seed)))
+    w = model.encode.weight.detach().clone()
+    assert [n for n, _ in penalized_parameters(model)] == ["encode.weight"]
+    lam, alpha = 0.3, 0.02
+    assert penalty(model, parse_specs([f"l2={lam}"])).item() == pytest.approx(0.5 * lam * w.square().sum().item())
+    assert penalty(model, parse_specs([f"l1={alpha}"])).item() == pytest.approx(alpha * w.abs().sum().item())
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    before_step(model, parse_specs([f"l2={lam}:decoupled"]), opt)
+    torch.testing.assert_close(model.encode.weight.detach(), w * (1 - 0.5 * lam))
+
+
+def test_noise_layer_draws_sigma_std_in_training_and_is_identity_in_eval(fresh_seed):
+    """sandbag's own GaussianNoise, as the builder places it at the input: std sigma, mean 0, eval is identity."""
+    rng = np.random.default_rng(fresh_seed)
+    sigma = float(rng.uniform(0.1, 2.0))
+    torch.manual_seed(fresh_seed)
+    model = build_model("ref-cnn", specs=parse_specs([f"noise={sigma}"]))
+    layer = model[0]
+    assert isinstance(layer, GaussianNoise) and layer.sigma == sigma
     x = torch.randn(200_000) * 3 + 7
-    layer = GaussianNoise(sigma)
     noise = layer.train()(x) - x
     assert abs(noise.mean().item()) < 0.02 * sigma + 0.005
     assert noise.std().item() == pytest.approx(sigma, rel=0.02)
     assert layer.eval()(x) is x
 
 
+def _capture(model, layer_name, x):
+    """Input and output of one named layer of `model` on x (in the model's current mode)."""
+    seen = {}
+    handle = getattr(model, layer_name).register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen["x"], seen["y"]
+
+
 @pytest.mark.parametrize("spec", ["dropout=0.4", "keep=0.6"])
-def test_dropout_preserves_mean_scales_by_one_over_keep_and_eval_is_identity(spec):
+def test_dropout_acts_on_the_hidden_dense_output_in_training_only(spec, fresh_seed):
+    """In a sandbag model the dropout layer sees the hidden dense layer's ReLU output (128 units): in training it
+    zeroes a fraction p of them and scales the rest by 1/(1-p); in evaluation the model equals the model without it."""
+    torch.manual_seed(fresh_seed)
     model = build_model("ref-cnn", specs=parse_specs([spec]))
-    layer = model.dropout
-    assert isinstance(layer, nn.Dropout) and layer.p == pytest.approx(0.4)
-    x = torch.ones(1000, 128)
-    y = layer.train()(x)
-    assert y.max().item() == pytest.approx(1 / 0.6)
-    assert torch.isclose(y, torch.zeros(())).logical_or(torch.isclose(y, torch.tensor(1 / 0.6))).all()
-    assert y.mean().item() == pytest.approx(1.0, abs=0.02)
-    assert (y == 0).float().mean().item() == pytest.approx(0.4, abs=0.01)
-    assert torch.equal(layer.eval()(x), x)
+    names = [n for n, _ in model.named_children()]
+    assert names[names.index("dropout") - 2 : names.index("dropout") + 2] == ["dense", "activation_3", "dropout",
+                                                                               "dense_1"]
+    x = torch.rand(512, 1, 28, 28)
+    seen_in, seen_out = _capture(model.train(), "dropout", x)
+    assert seen_in.shape == (512, 128) and (seen_in >= 0).all()  # after the ReLU
+    kept = seen_out != 0
+    active = seen_in != 0
+    torch.testing.assert_close(seen_out[kept], seen_in[kept] / 0.6)
+    assert (~kept & active).sum().item() / active.sum().item() == pytest.approx(0.4, abs=0.02)
+    plain = build_model("ref-cnn")
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.eval()(x), plain.eval()(x), rtol=0, atol=0)
 
 
-def test_batchnorm_normalizes_per_channel_in_training_and_uses_running_stats_in_eval():
-    model = build_model("ref-cnn", specs=parse_specs(["bn"]))
+def test_batchnorm_normalizes_the_conv_output_before_the_relu(fresh_seed):
+    """In a sandbag bn model, BN sees the conv output (not yet rectified) and, in training, gives each channel mean
+    0 / std 1 before its learned scale and shift; in evaluation it uses the running statistics."""
+    torch.manual_seed(fresh_seed)
+    model = _randomized(build_model("ref-cnn", specs=parse_specs(["bn"])), fresh_seed)
     bn = model.batch_normalization
-    assert isinstance(bn, nn.BatchNorm2d) and bn.weight.eq(1).all() and bn.bias.eq(0).all()
-    x = torch.randn(64, 32, 6, 6) * 10 + 5
-    y = bn.train()(x)
-    mean, std = y.mean(dim=(0, 2, 3)), y.std(dim=(0, 2, 3), unbiased=False)
-    torch.testing.assert_close(mean, torch.zeros(32), atol=1e-5, rtol=0)
-    torch.testing.assert_close(std, torch.ones(32), atol=1e-3, rtol=0)
-    # running statistics: momentum 0.1 from (0, 1), with the UNBIASED batch variance
-    batch_mean = x.mean(dim=(0, 2, 3))
-    batch_var = x.var(dim=(0, 2, 3), unbiased=True)
-    torch.testing.assert_close(bn.running_mean, 0.1 * batch_mean, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * batch_var, rtol=1e-4, atol=1e-4)
-    z = bn.eval()(x)
-    expected = (x - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var[None, :, None, None] + bn.eps)
-    torch.testing.assert_close(z, expected, rtol=1e-4, atol=1e-4)
+    x = torch.rand(64, 1, 28, 28) * 4 - 1
+    conv_in, conv_out = _capture(model.train(), "conv2d", x)
+    bn_in, bn_out = _capture(model.train(), "batch_normalization", x)
+    torch.testing.assert_close(bn_in, conv_out)
+    assert (bn_in < 0).any()  # before the activation
+    gamma, beta = bn.weight.detach()[None, :, None, None], bn.bias.detach()[None, :, None, None]
+    z = (bn_out - beta) / gamma
+    torch.testing.assert_close(z.mean(dim=(0, 2, 3)), torch.zeros(32), atol=1e-4, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 2, 3), unbiased=False), torch.ones(32), atol=1e-3, rtol=0)
+    _, eval_out = _capture(model.eval(), "batch_normalization", x)
+    mean, var = bn.running_mean[None, :, None, None], bn.running_var[None, :, None, None]
+    torch.testing.assert_close(eval_out, (conv_out - mean) / torch.sqrt(var + bn.eps) * gamma + beta,
+                               rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize(

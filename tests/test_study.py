@@ -13,9 +13,9 @@ import time
 import pytest
 from conftest import TINY
 
-from sandbag.errors import ConfigError
-from sandbag.report import build_report
+from sandbag.errors import ConfigError, SpecError
 from sandbag.study import StudyConfig, StudyLock, load_config, load_preset, read_results, run_study
+from sandbag.study.report import build_report
 
 
 def test_tiny_study_writes_every_output(tiny_study):
@@ -36,20 +36,32 @@ def test_tiny_study_writes_every_output(tiny_study):
 
 
 def test_report_verdicts_follow_from_the_numbers(tiny_study):
+    """Each paired part's numbers are recomputed from results.csv (and probes.json) here, independently of the
+    report: its n, mean and interval, and the verdict the rule gives for that interval."""
     out, _ = tiny_study
     verdicts = json.loads((out / "verdicts.json").read_text())
     assert [v["number"] for v in verdicts] == list(range(1, 16))
+    results = {(r["group"], r["arm"], r["seed"]): r for r in read_results(out) if r["status"] == "finished"}
+    six = next(v for v in verdicts if v["number"] == 6)["data"]["mnist-5k"]["parts"][0]  # gap: dropout - none
+    diffs = [results[("headline", "dropout", s)]["gap"] - results[("headline", "none", s)]["gap"] for s in (0, 1)]
+    assert six["n"] == 2 and six["mean"] == pytest.approx(sum(diffs) / 2, abs=1e-12)
+    assert [six["diffs"][str(s)] for s in (0, 1)] == pytest.approx(diffs, abs=1e-12)
+    low, high = six["ci_low"], six["ci_high"]
+    expected = "supported" if high < 0 else "contradicted" if low > 0 else "inconclusive"
+    assert six["verdict"] == expected, six
     report = (out / "report.md").read_text()
     for v in verdicts:
         result = v["data"]["mnist-5k"]
-        assert result["verdict"] in ("supported", "contradicted", "inconclusive", "mixed")
         for part in result["parts"]:
-            if part["kind"] == "paired":
-                low, high = part["ci_low"], part["ci_high"]
-                if part["verdict"] == "supported" and part["direction"] == "greater":
-                    assert low > 0
-                if part["verdict"] == "inconclusive" and part["direction"] == "greater" and low is not None:
-                    assert low <= 0 <= high
+            if part["kind"] == "paired" and part["n"] >= 2:
+                low, high, margin = part["ci_low"], part["ci_high"], part["margin"]
+                zero = -margin if part["direction"] == "noninferior" else 0.0
+                above, below = low > zero, high < zero
+                if part["direction"] == "less":
+                    want = "supported" if below else "contradicted" if above else "inconclusive"
+                else:
+                    want = "supported" if above else "contradicted" if below else "inconclusive"
+                assert part["verdict"] == want, (v["number"], part)
         assert v["text"] in report
     meta = json.loads((out / "study.json").read_text())
     assert meta["command"] in report and "Verdict rule" in report and "Quick preset" in report
@@ -147,7 +159,7 @@ def test_presets_load_and_bad_configs_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="epochs must be int"):
         load_config(bad)
     bad.write_text('[sweep]\nl2 = [-1.0]\nl1 = [1e-4]\nnoise = [0.1]\ndropout = [0.2]\n')
-    with pytest.raises(Exception, match="l2"):
+    with pytest.raises(SpecError, match=r"invalid lambda for l2: expected .*, received l2=-1.0"):
         load_config(bad)
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("huge")

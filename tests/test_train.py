@@ -5,7 +5,10 @@ import pytest
 import torch
 
 from sandbag.errors import CheckpointError, ConfigError, SpecError
-from sandbag.train import TIMING_FIELDS, RunConfig, evaluate_run, fit, load_checkpoint
+from sandbag.models import build_model
+from sandbag.regularizers import penalized_parameters
+from sandbag.runs import TIMING_FIELDS
+from sandbag.train import RunConfig, evaluate_run, fit, load_checkpoint, load_data
 
 SMALL = dict(data="mnist-5k", train_size=600, epochs=2, batch_size=32)
 
@@ -31,7 +34,6 @@ def test_short_run_learns_and_writes_a_complete_run_folder(tmp_path):
     for key in ["running_loss", "running_acc", "penalty", "train_loss", "train_acc", "test_loss", "test_acc", "gap",
                 "weight_l2", "frac_small", "frac_zero", "epoch_seconds", "samples_per_sec"]:
         assert key in rows[-1], key
-    assert rows[-1]["penalty"] > 0
     config = json.loads((run / "config.json").read_text())
     assert config["versions"]["torch"] == torch.__version__
     assert RunConfig.from_dict({k: v for k, v in config.items() if k != "versions"}).key() == summary["config_key"]
@@ -53,16 +55,57 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     assert a != c
 
 
+def test_logged_penalty_is_the_penalty_of_the_weights():
+    """With a step too small to move the weights, every step's penalty is the formula on the initial weights."""
+    lam, alpha = 3e-3, 2e-4
+    cfg = RunConfig(data="mnist-5k", train_size=200, epochs=1, batch_size=50, optimizer="sgd", lr=1e-30,
+                    momentum=0.0, regs=[f"l2={lam}", f"l1={alpha}:bias"])
+    summary = fit(cfg)
+    torch.manual_seed(cfg.seed)
+    model = build_model("ref-cnn", specs=cfg.specs)
+    weights = [p.detach().double() for _, p in penalized_parameters(model)]
+    with_bias = [p.detach().double() for _, p in penalized_parameters(model, include_bias=True)]
+    expected = 0.5 * lam * sum(w.square().sum() for w in weights) + alpha * sum(w.abs().sum() for w in with_bias)
+    assert summary["penalty"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+BASE = dict(data="mnist-5k", train_size=400, epochs=2, batch_size=20)
+
+
+@pytest.fixture(scope="module")
+def unregularized():
+    return fit(RunConfig(**BASE), on_epoch=None)
+
+
 @pytest.mark.parametrize(
-    "regs",
-    [["l2=1e-3"], ["l2=1e-3:decoupled"], ["l1=1e-4"], ["l1=1e-4:prox"], ["noise=0.3"], ["keep=0.6"], ["bn"],
-     ["bn:post", "dropout=0.2:spatial", "noise=0.1:hidden"]],
+    "regs,trace",
+    [(["l2=1e-2"], "penalty"), (["l2=0.5:decoupled"], "smaller"), (["l1=1e-4"], "penalty"),
+     (["l1=1e-4:prox"], "zeros"), (["noise=0.3"], "layer"), (["keep=0.6"], "layer"), (["bn"], "layer"),
+     (["bn:post", "dropout=0.2:spatial", "noise=0.1:hidden"], "layer")],
 )
-def test_every_technique_trains(regs):
+def test_every_technique_trains_and_leaves_its_trace(regs, trace, unregularized, tmp_path):
+    """Each technique must change the run (a silently dropped technique would train exactly like none) and leave
+    its own mark: a penalty in the loss, smaller weights, exact zeros, or its layers in the saved model."""
     rows = []
-    summary = fit(RunConfig(data="mnist-5k", train_size=400, epochs=2, batch_size=20, regs=regs), on_epoch=rows.append)
+    summary = fit(RunConfig(**BASE, regs=regs), tmp_path / "run", on_epoch=rows.append)
     assert summary["status"] == "finished"
     assert rows[1]["running_loss"] < rows[0]["running_loss"] < math.log(10), (regs, rows)
+    assert summary["train_loss"] != unregularized["train_loss"], regs
+    if trace == "penalty":
+        assert summary["penalty"] > 0 and unregularized["penalty"] == 0
+    elif trace == "smaller":
+        assert summary["weight_l2"] < 0.995 * unregularized["weight_l2"], (summary["weight_l2"],
+                                                                           unregularized["weight_l2"])
+    elif trace == "zeros":
+        assert summary["frac_zero"] > 0.01 and unregularized["frac_zero"] == 0
+    else:
+        _, model, _ = load_checkpoint(tmp_path / "run")
+        kinds = {type(m).__name__ for m in model.modules()}
+        wanted = {"noise": "GaussianNoise", "dropout": "Dropout", "keep": "Dropout", "bn": "BatchNorm2d"}
+        for spec in regs:
+            name = spec.split("=")[0].split(":")[0]
+            kind = "Dropout2d" if spec.endswith(":spatial") else wanted[name]
+            assert kind in kinds, (spec, kinds)
 
 
 def test_proximal_l1_gives_exact_zeros_in_training():
@@ -73,9 +116,16 @@ def test_proximal_l1_gives_exact_zeros_in_training():
     assert plain["frac_zero"] < 0.01 < prox["frac_zero"], (plain["frac_zero"], prox["frac_zero"])
 
 
-def test_validation_split_is_reported():
-    summary = fit(RunConfig(data="mnist-5k", train_size=500, val_fraction=0.2, epochs=1, batch_size=50))
-    assert 0 <= summary["val_acc"] <= 1 and "val_loss" in summary
+def test_validation_split_is_carved_from_training_data_and_measured(tmp_path):
+    cfg = RunConfig(data="mnist-5k", train_size=500, val_fraction=0.2, epochs=1, batch_size=50)
+    summary = fit(cfg, tmp_path / "run")
+    ds = load_data(cfg)
+    assert (len(ds.x_train), len(ds.x_val)) == (400, 100)
+    assert torch.bincount(ds.y_val, minlength=10).tolist() == [10] * 10  # stratified
+    _, model, _ = load_checkpoint(tmp_path / "run")
+    with torch.no_grad():
+        hits = (model.eval()(ds.x_val).argmax(1) == ds.y_val).sum().item()
+    assert summary["val_acc"] == pytest.approx(hits / 100, abs=1e-12)
 
 
 def test_divergence_stops_the_run_with_status_diverged(tmp_path):

@@ -213,7 +213,7 @@ def bn_normalization(model: nn.Module, x: torch.Tensor, batch_size: int = 256, s
     }
 
 
-class _GroupBatchNorm(nn.Module):
+class GroupBatchNorm(nn.Module):
     """A BN layer in training mode applied to consecutive groups of `group` samples independently, as if each group
     were its own training batch: per-group batch statistics (biased variance, as BN normalizes with), BN's eps and
     affine scale/shift. The running statistics are neither used nor updated (as with BN momentum 0)."""
@@ -233,13 +233,13 @@ class _GroupBatchNorm(nn.Module):
         return z
 
 
-def _with_group_bn(model: nn.Module, group: int) -> nn.Module:
+def with_group_bn(model: nn.Module, group: int) -> nn.Module:
     """A deep copy of `model` in evaluation mode whose BN layers act in training mode on groups of `group`."""
     probe = copy.deepcopy(model).eval()
     for parent in list(probe.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, _BATCHNORM):
-                setattr(parent, name, _GroupBatchNorm(child, group))
+                setattr(parent, name, GroupBatchNorm(child, group))
     return probe
 
 
@@ -276,7 +276,7 @@ def bn_companion_noise(
 
     x = x.to(device)
     has_bn = bool(_bn_layers(model))
-    train_bn = _companion_probs(_with_group_bn(model, batch_size), x, index)
+    train_bn = _companion_probs(with_group_bn(model, batch_size), x, index)
     eval_all = _companion_probs(copy.deepcopy(model).eval(), x, index)
     prob_std, flip_rate = _spread(train_bn)
     eval_std, eval_flip = _spread(eval_all)

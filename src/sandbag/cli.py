@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from rich.console import Console
@@ -28,9 +29,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     from .data import DATASETS
     from .models import MODELS
     from .regularizers import SPEC_HELP
+    from .runs import default
 
-    p.add_argument("--data", default="mnist-5k", help=f"data set: {', '.join(DATASETS)} (default: mnist-5k)")
-    p.add_argument("--model", default="ref-cnn", help=f"architecture: {', '.join(MODELS)} (default: ref-cnn)")
+    p.add_argument("--data", default=default("data"),
+                   help=f"data set: {', '.join(DATASETS)} (default: {default('data')})")
+    p.add_argument("--model", default=default("model"),
+                   help=f"architecture: {', '.join(MODELS)} (default: {default('model')})")
     p.add_argument(
         "--reg", action="append", default=[], metavar="SPEC",
         help=f"a technique, repeatable: {SPEC_HELP}. Options: bias/bn include biases / BN scale+shift in a "
@@ -40,6 +44,63 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_train_options(train: argparse.ArgumentParser) -> None:
+    """`sandbag train`'s run options: each RunConfig field's default is RunConfig's (None here: not given)."""
+    from .runs import OPTIMIZERS, default
+
+    def option(flag: str, field: str, kind, text: str = "", **extra) -> None:
+        shown = default(field)
+        train.add_argument(flag, dest=field, type=kind, default=None,
+                           help=f"{text} (default: {'none' if shown is None else shown})".lstrip(), **extra)
+
+    option("--epochs", "epochs", int)
+    option("--batch-size", "batch_size", int, "global batch size; with --nproc N each process takes batch-size / N")
+    option("--lr", "lr", float, "learning rate")
+    option("--optimizer", "optimizer", str, f"{', '.join(OPTIMIZERS)} (sgd with momentum "
+                                            f"{default('momentum')})", choices=OPTIMIZERS)
+    option("--seed", "seed", int, "seeds weights, batch order, dropout and noise")
+    option("--train-size", "train_size", int, "train on a stratified subset of this many samples")
+    option("--val-fraction", "val_fraction", float, "carve a stratified validation split from the training data")
+    train.add_argument("--standardize", action="store_true", default=None,
+                       help="per-channel mean 0 / std 1 from training data")
+    option("--device", "device", str, "auto (a CUDA GPU when present), cpu, cuda, cuda:N")
+    option("--threads", "threads", int, "torch CPU threads; none = torch's choice")
+    train.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None,
+                       help="keep the default NCHW memory layout (channels_last is faster on CPU)")
+    train.add_argument("--tensorboard", action="store_true", default=None, help="also write TensorBoard event files")
+    option("--amp", "amp", str, "bf16: bfloat16 autocast for the forward pass (mostly for GPUs; part of the config "
+                                "hash)", choices=("bf16",))
+
+
+def _add_study_parser(sub) -> None:
+    """`sandbag study`: every default comes from StudyConfig (via the preset) or the executors; none is kept here."""
+    from .study.config import PRESETS, defaults
+    from .study.executors import EXECUTORS
+
+    study_defaults = defaults()
+    study = sub.add_parser("study", help="run every technique on several seeds and write a report")
+    study.add_argument("--preset", default=None,
+                       help=f"{', '.join(PRESETS)} (default: {study_defaults['name']})")
+    study.add_argument("--config", help="a study described in a TOML file (see src/sandbag/presets/*.toml)")
+    study.add_argument("--data", action="append",
+                       help="data set(s) to study instead of the preset's; repeatable (StudyConfig default: "
+                       f"{', '.join(study_defaults['data'])})")
+    study.add_argument("--train-size", type=int,
+                       help="stratified subset of the training data (default: the preset's; StudyConfig default: "
+                       f"{study_defaults['train_size'] or 'all'})")
+    study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
+    study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
+    study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    study.add_argument("--executor", choices=EXECUTORS, default=None,
+                       help=f"{EXECUTORS[0]}: a process pool here (default); ray: each run a Ray task (pip install "
+                       "'sandbag[ray]')")
+    study.add_argument("--address", help="Ray cluster to use with --executor ray (default: start a local instance)")
+    study.add_argument("--nproc", type=int, metavar="N",
+                       help="data-parallel processes per run (adds a bn-sync arm next to bn; default: the preset's, "
+                       f"StudyConfig default {study_defaults['nproc']})")
+    study.add_argument("--quiet", action="store_true", help="no progress display")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sandbag", description=__doc__.split(":")[0] + ": train CNNs under regularization.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -47,23 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one model and write a run folder")
     _add_run_options(train)
-    train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--batch-size", type=int, default=32,
-                       help="global batch size (default 32); with --nproc N each process takes batch-size / N")
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--optimizer", default="adam", help="adam (default), adamw or sgd (momentum 0.9)")
-    train.add_argument("--seed", type=int, default=0, help="seeds weights, batch order, dropout and noise (default 0)")
-    train.add_argument("--train-size", type=int, help="train on a stratified subset of this many samples")
-    train.add_argument("--val-fraction", type=float, default=0.0,
-                       help="carve a stratified validation split from the training data (e.g. 0.1)")
-    train.add_argument("--standardize", action="store_true", help="per-channel mean 0 / std 1 from training data")
-    train.add_argument("--device", default="auto", help="auto (a CUDA GPU when present), cpu, cuda, cuda:N")
-    train.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    train.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                       help="keep the default NCHW memory layout (channels_last is faster on CPU)")
-    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files")
-    train.add_argument("--amp", choices=("bf16",), default=None,
-                       help="bfloat16 autocast for the forward pass (mostly for GPUs; part of the config hash)")
+    _add_train_options(train)
     train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or table")
     train.add_argument("--nproc", type=int, metavar="N",
@@ -80,21 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="print the model's Keras-style summary")
     _add_run_options(summary)
 
-    study = sub.add_parser("study", help="run every technique on several seeds and write a report")
-    study.add_argument("--preset", default=None, help="quick, standard (default) or full")
-    study.add_argument("--config", help="a study described in a TOML file (see configs/example.toml)")
-    study.add_argument("--data", action="append", help="data set(s) to study instead of the preset's; repeatable")
-    study.add_argument("--train-size", type=int, help="stratified subset of the training data")
-    study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
-    study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
-    study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
-    study.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local: a process pool here (default); ray: each run a Ray task (pip install "
-                       "'sandbag[ray]')")
-    study.add_argument("--address", help="Ray cluster to use with --executor ray (default: start a local instance)")
-    study.add_argument("--nproc", type=int, metavar="N",
-                       help="data-parallel processes per run (adds a bn-sync arm next to bn; default: 1)")
-    study.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_study_parser(sub)
 
     export = sub.add_parser("export", help="write a run's model with batch norm folded in, for inference")
     export.add_argument("run_dir")
@@ -111,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if args.command in ("train", "evaluate", "study", "report", "export"):
-            from .train import tune_allocator
+            from .allocator import tune_allocator
 
             tune_allocator()
         return _COMMANDS[args.command](args)
@@ -140,12 +171,8 @@ def _cmd_train(args) -> int:
     world = distributed.env_world_size()  # set when this process is a rank that torchrun started
     if world and args.nproc not in (None, world):
         raise ConfigError(f"--nproc {args.nproc} disagrees with torchrun's {world} processes; leave --nproc out")
-    cfg = RunConfig(
-        data=args.data, model=args.model, regs=args.reg, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, optimizer=args.optimizer, seed=args.seed, train_size=args.train_size,
-        val_fraction=args.val_fraction, standardize=args.standardize, device=args.device, threads=args.threads,
-        channels_last=args.channels_last, tensorboard=args.tensorboard, nproc=world or args.nproc or 1, amp=args.amp,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}
+    cfg = RunConfig(**{**given, "regs": args.reg, "nproc": world or args.nproc or 1})
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
     if world is None and cfg.nproc > 1:  # the same command as nproc ranks under torchrun; rank 0 writes `out`
         distributed.check_resources(cfg.nproc, cfg.device)
@@ -191,13 +218,16 @@ def _cmd_summary(args) -> int:
 
 def _cmd_study(args) -> int:
     from .errors import ConfigError
-    from .report import build_report
-    from .study import StudyConfig, load_config, load_preset, run_study
+    from .study.config import StudyConfig, defaults, load_config, load_preset
+    from .study.executors import EXECUTORS
+    from .study.report import build_report
+    from .study.runner import run_study
 
     if args.config and args.preset:
         raise ConfigError("give either --preset or --config, not both")
-    cfg = load_config(args.config) if args.config else load_preset(args.preset or "standard")
-    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc)) if v}
+    cfg = load_config(args.config) if args.config else load_preset(args.preset or defaults()["name"])
+    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc))
+                 if v is not None}
     if overrides:
         cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
@@ -205,7 +235,7 @@ def _cmd_study(args) -> int:
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
     with _StudyProgress(console, enabled=not args.quiet) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
-                  executor=args.executor, address=args.address)
+                  executor=args.executor or EXECUTORS[0], address=args.address)
     path = build_report(out)
     _print_verdicts(out, args.quiet)
     print(path)
@@ -226,7 +256,7 @@ def _cmd_export(args) -> int:
 
 def _cmd_report(args) -> int:
     from .errors import ConfigError
-    from .report import build_report
+    from .study.report import build_report
 
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():

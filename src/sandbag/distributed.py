@@ -41,12 +41,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from . import data as data_mod
 from .errors import ConfigError, SandbagError
 from .regularizers import Spec
+from .runs import RunConfig
+from .train import eval_sums, fit
 
 TIMEOUT_ENV = "SANDBAG_DIST_TIMEOUT"  # seconds a rank waits for the others in a collective before giving up
 DEFAULT_TIMEOUT = 600
@@ -197,10 +198,8 @@ class DistContext:
         losses = torch.zeros(len(starts), device=x.device)
         hits = torch.zeros(len(starts), device=x.device, dtype=torch.long)
         for i in range(self.rank, len(starts), self.world_size):
-            logits = model(x[starts[i] : starts[i] + batch_size])
-            yb = y[starts[i] : starts[i] + batch_size]
-            losses[i] = F.cross_entropy(logits, yb, reduction="sum")
-            hits[i] = (logits.argmax(1) == yb).sum()
+            losses[i], hits[i] = eval_sums(model(x[starts[i] : starts[i] + batch_size]),
+                                           y[starts[i] : starts[i] + batch_size])
         dist.all_reduce(losses)
         dist.all_reduce(hits)
         loss_sum = torch.zeros((), device=x.device)
@@ -423,8 +422,6 @@ def launch_run(cfg, out_dir: Path | str) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Rank entry point for `launch_run`: ``python -m sandbag.distributed run CONFIG_JSON OUT_DIR``."""
-    from .train import RunConfig, fit
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 3 or argv[0] != "run":
         print("usage: torchrun ... -m sandbag.distributed run CONFIG_JSON OUT_DIR", file=sys.stderr)

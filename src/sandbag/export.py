@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import files
 from .errors import CheckpointError
 from .models import Sequential
 from .regularizers import GaussianNoise
+from .runs import load_checkpoint, torch_load_tagged, torch_save
 
 FOLDED_FORMAT = "sandbag-folded/1"
 DEFAULT_NAME = "model-folded.pt"
@@ -228,8 +228,6 @@ def export_run(run_dir: Path | str, out: Path | str | None = None, *, check_batc
 
     Before writing, the folded model is checked against the original on `check_batch` random inputs; the
     report's ``max_abs_diff`` is the largest difference of their outputs (refused above `CHECK_TOLERANCE`)."""
-    from .train import load_checkpoint
-
     run_dir = Path(run_dir)
     cfg, model, ckpt = load_checkpoint(run_dir, device="cpu")
     folded, report = fold_batchnorm(model)
@@ -242,7 +240,7 @@ def export_run(run_dir: Path | str, out: Path | str | None = None, *, check_batc
         raise CheckpointError(
             f"folded model differs from the original by {diff:.3g} (> {CHECK_TOLERANCE}); not written")
     path = Path(out) if out is not None else (run_dir if run_dir.is_dir() else run_dir.parent) / DEFAULT_NAME
-    files.torch_save(path, {
+    torch_save(path, {
         "format": FOLDED_FORMAT,
         "config": cfg.to_dict(),
         "input_shape": list(shape),
@@ -257,7 +255,7 @@ def export_run(run_dir: Path | str, out: Path | str | None = None, *, check_batc
 def load_folded(path: Path | str, device: str = "cpu") -> tuple[nn.Sequential, dict]:
     """Rebuild an exported (folded) model, in evaluation mode; loads with ``weights_only=True``."""
     path = Path(path)
-    ckpt = files.torch_load_tagged(path, FOLDED_FORMAT, "a folded sandbag model", device)
+    ckpt = torch_load_tagged(path, FOLDED_FORMAT, "a folded sandbag model", device)
     try:
         layers = {d["name"]: build_layer(d) for d in ckpt["layers"]}
         model = Sequential(OrderedDict(layers))

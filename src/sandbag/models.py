@@ -13,6 +13,7 @@ summary read like the Keras model the reference was written in.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn.modules import module as _torch_module  # its global hook registries
 
 from .errors import ModelError
-from .regularizers import GaussianNoise, Spec, find
+from .regularizers import GaussianNoise, Spec
 
 MODELS = {
     "ref-cnn": "Conv(32)-MaxPool-Conv(64)-AvgPool-Conv(128)-Dense(128)-Dense(classes): 241,546 params on 1x28x28",
@@ -45,50 +46,54 @@ _KERAS_NAMES = {
 
 
 class _Builder:
-    """Collects layers under Keras-style unique names and inserts the techniques around each hidden layer."""
+    """Collects layers under Keras-style unique names and asks each technique for its layers at every site
+    (`sandbag.regularizers.SITES`) around each hidden layer: the architecture never names a technique."""
 
     def __init__(self, specs: Sequence[Spec]):
         self.layers: dict[str, nn.Module] = {}
         self._counts: Counter[str] = Counter()
-        self.bn = find(specs, "bn")
-        self.dropout = find(specs, "dropout", "default")
-        self.spatial_dropout = find(specs, "dropout", "spatial")
-        self.input_noise = find(specs, "noise", "default")
-        self.hidden_noise = find(specs, "noise", "hidden")
+        self.specs = list(specs)
 
     def add(self, layer: nn.Module) -> None:
-        base = _KERAS_NAMES[type(layer)][1]
+        base = _KERAS_NAMES.get(type(layer), (None, _snake(type(layer).__name__)))[1]
         n = self._counts[base]
         self._counts[base] += 1
         self.layers[base if n == 0 else f"{base}_{n}"] = layer
 
+    def site(self, site: str, width: int = 0, conv: bool = False) -> None:
+        for spec in self.specs:
+            for layer in spec.technique.layers(spec, site, width, conv):
+                self.add(layer)
+
     def input(self) -> None:
-        if self.input_noise:
-            self.add(GaussianNoise(self.input_noise.value))
+        self.site("input")
 
     def hidden(self, layer: nn.Conv2d | nn.Linear) -> None:
-        """A hidden conv/dense layer with its activation, and BN (pre or post) and hidden noise around it."""
-        width = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
-        norm = nn.BatchNorm2d if isinstance(layer, nn.Conv2d) else nn.BatchNorm1d
+        """A hidden conv/dense layer with its activation and the techniques' layers around it."""
+        conv = isinstance(layer, nn.Conv2d)
+        width = layer.out_channels if conv else layer.out_features
         self.add(layer)
-        if self.bn and not self.bn.has("post"):
-            self.add(norm(width))
+        self.site("before_activation", width, conv)
         self.add(nn.ReLU())
-        if self.bn and self.bn.has("post"):
-            self.add(norm(width))
-        if self.hidden_noise:
-            self.add(GaussianNoise(self.hidden_noise.value))
+        for site in ("after_activation", "unit_output"):
+            self.site(site, width, conv)
 
     def end_of_conv_block(self) -> None:
-        if self.spatial_dropout:
-            self.add(nn.Dropout2d(self.spatial_dropout.value))
+        self.site("end_of_conv_block")
 
     def after_hidden_dense(self) -> None:
-        if self.dropout:
-            self.add(nn.Dropout(self.dropout.value))
+        self.site("after_hidden_dense")
+
+    def asks_for(self, site: str) -> bool:
+        """Whether any technique puts a layer at `site` (for architectures that have no such site)."""
+        return any(spec.technique.layers(spec, site, 1, True) for spec in self.specs)
 
     def build(self) -> nn.Sequential:
         return Sequential(OrderedDict(self.layers))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.lstrip("_")).lower()
 
 
 class Sequential(nn.Sequential):
@@ -151,7 +156,7 @@ REF_CNN_MIN_SIDE = 18  # smallest side for which _ref_cnn_side(side) >= 1
 
 
 def _mlp(b: _Builder, input_shape: tuple[int, int, int], num_classes: int) -> None:
-    if b.spatial_dropout:
+    if b.asks_for("end_of_conv_block"):
         raise ModelError("dropout:spatial needs conv blocks; the mlp has none (use dropout=RATE)")
     b.input()
     b.add(nn.Flatten())

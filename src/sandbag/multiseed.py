@@ -24,36 +24,68 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_mod
 from .errors import ConfigError
 from .models import build_model, count_params
-from .regularizers import penalized_parameters
+from .regularizers import Regularizer
+from .runs import RunConfig, RunFolder
 from .train import (
     EVAL_BATCH,
-    RunConfig,
-    _RunFolder,
-    _summary,
-    autocast,
+    batches_of,
+    epoch_metrics,
+    epoch_row,
     has_batchnorm,
-    load_data,
     make_optimizer,
+    prepare_data,
+    resolve_device,
+    run_epoch,
+    run_summary,
+    seeded_model,
     tune_allocator,
+    weight_stats,
 )
-from .train import resolve_device as _resolve_device
 
 
-class _Params:
-    """What `make_optimizer` needs from a model: its parameters (here the stacked ones)."""
+class SeedStack(nn.Module):
+    """Several copies of one architecture as one module: parameters stacked along a leading seed dimension.
 
-    def __init__(self, params: dict[str, torch.Tensor]):
-        self._params = list(params.values())
+    ``forward(x)`` takes one batch per seed, shape (seeds, batch, ...), or one batch shared by all seeds, shape
+    (batch, ...), and returns logits of shape (seeds, batch, classes). Dropout and noise draw independently per
+    seed (``vmap(randomness="different")``)."""
 
-    def parameters(self):
-        return iter(self._params)
+    def __init__(self, models: list[nn.Module], input_dims: int):
+        super().__init__()
+        params, buffers = stack_module_state(models)
+        self.stacked = {**params}  # name -> (seeds, ...) leaf tensors, what the optimizer steps
+        self.buffers_ = buffers
+        self.input_dims = input_dims  # dims of one sample
+        self._base = [copy.deepcopy(models[0]).to("meta")]  # a list: not a submodule, its meta params stay hidden
+        self.seeds = len(models)
+
+    @property
+    def base(self) -> nn.Module:
+        """The architecture (on the meta device): which names are weights, biases, norm layers."""
+        return self._base[0]
+
+    def train(self, mode: bool = True):
+        self.base.train(mode)
+        return super().train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def call(p, b, xb):
+            return functional_call(self.base, (p, b), (xb,))
+
+        shared = x.dim() == self.input_dims + 1
+        return vmap(call, in_dims=(0, 0, None if shared else 0), randomness="different")(
+            self.stacked, self.buffers_, x)
+
+    def model(self, i: int, template: nn.Module) -> nn.Module:
+        """Seed `i`'s weights loaded into `template` (a freshly built model of the same architecture)."""
+        template.load_state_dict({k: v[i].detach().cpu() for k, v in {**self.stacked, **self.buffers_}.items()})
+        return template
 
 
 def _check(cfg: RunConfig, seeds: Sequence[int], model: nn.Module) -> list[int]:
@@ -71,35 +103,9 @@ def _check(cfg: RunConfig, seeds: Sequence[int], model: nn.Module) -> list[int]:
     return seeds
 
 
-def _penalty_names(base: nn.Module, spec) -> list[str]:
-    return [n for n, _ in penalized_parameters(base, include_bias=spec.has("bias"), include_norm=spec.has("bn"))]
-
-
-def _per_seed_penalty(params: dict[str, torch.Tensor], base: nn.Module, specs, seeds: int) -> torch.Tensor:
-    """Each seed's penalty term (shape (seeds,)): the same sums as `sandbag.regularizers.penalty`, per seed."""
-    total = torch.zeros(seeds, device=next(iter(params.values())).device)
-    for spec in specs:
-        if spec.name == "l2" and not spec.has("decoupled") and spec.value:
-            total = total + 0.5 * spec.value * sum(params[n].square().flatten(1).sum(1)
-                                                   for n in _penalty_names(base, spec))
-        elif spec.name == "l1" and not spec.has("prox") and spec.value:
-            total = total + spec.value * sum(params[n].abs().flatten(1).sum(1) for n in _penalty_names(base, spec))
-    return total
-
-
-@torch.no_grad()
-def _after_step(params, base, specs, optimizer) -> None:
-    """Decoupled L2 and proximal L1 on the stacked weights (element-wise, so per seed)."""
-    from .regularizers import soft_threshold_, step_size
-
-    for spec in specs:
-        if spec.name == "l2" and spec.has("decoupled") and spec.value:
-            lr = optimizer.param_groups[0]["lr"]
-            for n in _penalty_names(base, spec):
-                params[n].mul_(1.0 - lr * spec.value)
-        elif spec.name == "l1" and spec.has("prox") and spec.value:
-            for n in _penalty_names(base, spec):
-                soft_threshold_(params[n], step_size(optimizer, params[n]) * spec.value)
+def _per_seed(values: dict, count: int) -> list[dict]:
+    """{key: [v_seed0, v_seed1, ...]} -> [{key: v_seed0}, {key: v_seed1}, ...]."""
+    return [{k: v[i] for k, v in values.items()} for i in range(count)]
 
 
 def fit_seeds(
@@ -120,79 +126,42 @@ def fit_seeds(
     tune_allocator()  # as fit does
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg.device)
-    specs = cfg.specs
-    ds = (dataset or load_data(cfg)).to(device)
-    if cfg.batch_size > len(ds.x_train):
-        raise ConfigError(f"batch size {cfg.batch_size} is larger than the training set ({len(ds.x_train)} samples)")
-
-    seeds = _check(cfg, seeds, build_model(cfg.model, ds.input_shape, ds.num_classes, specs))
-    models, cfgs = [], []
-    for seed in seeds:
-        torch.manual_seed(int(seed))  # as fit: the same initial weights as `fit` with this seed
-        models.append(build_model(cfg.model, ds.input_shape, ds.num_classes, specs).to(device))
-        cfgs.append(replace(cfg, seed=int(seed)))
-    count = len(seeds)
-    counts = count_params(models[0])
-    params, buffers = stack_module_state(models)
-    base = copy.deepcopy(models[0]).to("meta")
+    device = resolve_device(cfg.device)
+    layout = replace(cfg, channels_last=False)  # the vmapped model and its data keep the default layout
+    ds = prepare_data(layout, device, dataset)
+    seeds = _check(cfg, seeds, build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.specs))
+    models = [seeded_model(layout, ds.input_shape, ds.num_classes, device, s) for s in seeds]  # fit's initial weights
+    count, counts = len(seeds), count_params(models[0])
+    net = SeedStack(models, input_dims=len(ds.input_shape))
     del models
-
-    def call(p, b, x):
-        return functional_call(base, (p, b), (x,))
-
-    train_call = vmap(call, in_dims=(0, 0, 0), randomness="different")
-    eval_call = vmap(call, in_dims=(0, 0, None), randomness="different")
-    optimizer = make_optimizer(cfg, _Params(params))
+    optimizer = make_optimizer(cfg, net.stacked.values())
+    regularizer = Regularizer(net.base, cfg.specs, params=net.stacked, lead=1)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    folders = [_RunFolder(Path(out_dir) / f"seed-{s}") for s in seeds] if out_dir is not None else []
+    cfgs = [replace(cfg, seed=s) for s in seeds]
+    folders = [RunFolder(Path(out_dir) / f"seed-{s}") for s in seeds] if out_dir is not None else []
     for folder, c in zip(folders, cfgs, strict=False):  # no folders without out_dir
         folder.start(c)
 
     histories: list[list[dict]] = [[] for _ in seeds]
     status = ["running"] * count
-    x_train, y_train, n = ds.x_train, ds.y_train, len(ds.x_train)
+    n = len(ds.x_train)
     try:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
-            base.train()
             order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
-            loss_sum = torch.zeros(count, device=device)
-            penalty_sum = torch.zeros(count, device=device)
-            correct = torch.zeros(count, device=device, dtype=torch.long)
-            steps = 0
-            for start in range(0, n, cfg.batch_size):
-                idx = order[:, start : start + cfg.batch_size]
-                xb, yb = x_train[idx], y_train[idx]
-                with autocast(cfg.amp, device):
-                    logits = train_call(params, buffers, xb)
-                    losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none")
-                losses = losses.float().view(count, -1).mean(1)
-                reg = _per_seed_penalty(params, base, specs, count)
-                optimizer.zero_grad(set_to_none=True)
-                (losses.sum() + reg.sum()).backward()
-                optimizer.step()
-                _after_step(params, base, specs, optimizer)
-                loss_sum += losses.detach() * idx.shape[1]
-                penalty_sum += reg.detach()
-                correct += (logits.detach().argmax(-1) == yb).sum(1)
-                steps += 1
-            running_loss = (loss_sum / n).tolist()
-            running_acc = (correct.double() / n).tolist()
-            penalties = (penalty_sum / steps).tolist()
+            sums = run_epoch(net, optimizer, regularizer, batches_of(ds.x_train, ds.y_train, order, cfg.batch_size),
+                             -(-n // cfg.batch_size), amp=cfg.amp)
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
-            base.eval()
-            metrics = _epoch_metrics(eval_call, params, buffers, ds, count)
-            stats = _weight_stats(params, base)
-            eval_seconds = time.perf_counter() - t1
+            per_seed = _per_seed({**epoch_row(sums), **epoch_metrics(net, ds, EVAL_BATCH),
+                                  **weight_stats(net.base, params=net.stacked, lead=1)}, count)
+            timing = {"epoch_seconds": train_seconds, "eval_seconds": time.perf_counter() - t1,
+                      "samples_per_sec": count * n / train_seconds}
             rows = []
             for i in range(count):
                 if status[i] != "running":
                     continue
-                row = {"epoch": epoch, "running_loss": running_loss[i], "running_acc": running_acc[i],
-                       "penalty": penalties[i], **metrics[i], **stats[i], "epoch_seconds": train_seconds,
-                       "eval_seconds": eval_seconds, "samples_per_sec": count * n / train_seconds}
+                row = {"epoch": epoch, **per_seed[i], **timing}
                 histories[i].append(row)
                 rows.append(row)
                 if not math.isfinite(row["running_loss"]):
@@ -211,48 +180,10 @@ def fit_seeds(
         seconds = time.perf_counter() - started
         summaries = []
         for i, c in enumerate(cfgs):
-            summary = _summary(c, histories[i], status[i], counts, seconds, device)
+            summary = run_summary(c, histories[i], status[i], counts, seconds, device)
             summary.update(seed=seeds[i], seeds_batched=count)
             summaries.append(summary)
             if folders:
-                model = build_model(cfg.model, ds.input_shape, ds.num_classes, specs)
-                model.load_state_dict({k: v[i].detach().cpu() for k, v in {**params, **buffers}.items()})
-                folders[i].finish(model, c, summary, ds)
+                template = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.specs)
+                folders[i].finish(net.model(i, template), c, summary, ds.input_shape, ds.num_classes)
     return summaries
-
-
-@torch.inference_mode()
-def _evaluate(eval_call, params, buffers, x, y, count) -> tuple[list[float], list[float]]:
-    loss_sum = torch.zeros(count, device=x.device)
-    correct = torch.zeros(count, device=x.device, dtype=torch.long)
-    for start in range(0, len(x), EVAL_BATCH):
-        logits = eval_call(params, buffers, x[start : start + EVAL_BATCH])
-        yb = y[start : start + EVAL_BATCH]
-        loss_sum += F.cross_entropy(logits.flatten(0, 1), yb.repeat(count), reduction="none").view(count, -1).sum(1)
-        correct += (logits.argmax(-1) == yb).sum(1)
-    return (loss_sum / len(x)).tolist(), (correct.double() / len(x)).tolist()
-
-
-def _epoch_metrics(eval_call, params, buffers, ds: data_mod.Dataset, count: int) -> list[dict]:
-    out = [{} for _ in range(count)]
-    for split, x, y in (("train", ds.x_train, ds.y_train), ("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
-        if x is None:
-            continue
-        losses, accs = _evaluate(eval_call, params, buffers, x, y, count)
-        for i in range(count):
-            out[i][f"{split}_loss"], out[i][f"{split}_acc"] = losses[i], accs[i]
-    for row in out:
-        row["gap"] = row["train_acc"] - row["test_acc"]
-    return out
-
-
-@torch.no_grad()
-def _weight_stats(params, base, small: float = 1e-3) -> list[dict]:
-    """`sandbag.train.weight_stats` per seed."""
-    names = [n for n, _ in penalized_parameters(base)]
-    weights = torch.cat([params[n].detach().flatten(1) for n in names], dim=1)
-    l2 = weights.norm(dim=1).tolist()
-    frac_small = (weights.abs() < small).float().mean(1).tolist()
-    frac_zero = (weights == 0).float().mean(1).tolist()
-    return [{"weight_l2": a, "frac_small": b, "frac_zero": c}
-            for a, b, c in zip(l2, frac_small, frac_zero, strict=True)]

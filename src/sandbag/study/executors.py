@@ -1,7 +1,8 @@
 """Where a study's runs execute: a local process pool or a Ray cluster, behind one small interface.
 
-The study scheduler (`sandbag.study`) decides what runs and when; an `Executor` only runs one run config into its
-run folder and hands back a `concurrent.futures.Future` of its summary. Both executors produce the same run folders,
+The study scheduler (`sandbag.study.runner`) decides what runs and when; an `Executor` only runs one run config
+into its run folder (`execute`: train, then the probe step) and hands back a `concurrent.futures.Future` of its
+summary. Both executors produce the same run folders,
 so the study folder (results, resume) is the same whichever ran it:
 
 - `LocalExecutor`: a process pool on this machine (spawned workers, one thread each by default).
@@ -21,10 +22,36 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from . import files
-from .errors import ConfigError
+from .. import files
+from ..errors import ConfigError
 
 EXECUTORS = ("local", "ray")
+
+
+def init_worker(threads: int) -> None:
+    """A pool worker's start: its torch thread count."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def execute(cfg_dict: dict, folder: str) -> dict:
+    """Worker entry point: one run, its folder written by `train.fit` (data-parallel under torchrun if nproc > 1),
+    then the probe step (`sandbag.study.probes`) on the trained model; returns the run's summary."""
+    from ..runs import RunConfig
+    from .probes import probe_run
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    if cfg.nproc > 1:
+        from ..distributed import launch_run
+
+        summary = launch_run(cfg, folder)
+    else:
+        from ..train import fit
+
+        summary = fit(cfg, folder)
+    probe_run(folder)
+    return summary
 
 
 class Executor:
@@ -56,7 +83,7 @@ def make_executor(name: str, *, workers: int, threads: int, address: str | None 
     raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(EXECUTORS)}")
 
 
-def _nproc(cfg_dict: dict) -> int:
+def run_nproc(cfg_dict: dict) -> int:
     return max(1, int(cfg_dict.get("nproc") or 1))
 
 
@@ -69,19 +96,15 @@ class LocalExecutor(Executor):
     name = "local"
 
     def __init__(self, workers: int, threads: int):
-        from .study import _init_worker
-
         self.workers, self.threads = workers, threads
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                        initializer=_init_worker, initargs=(threads,))
+                                        initializer=init_worker, initargs=(threads,))
 
     def capacity(self, nproc: int = 1) -> int:
         return max(1, self.workers // nproc)
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
-        from .study import _execute
-
-        return self.pool.submit(_execute, cfg_dict, folder)
+        return self.pool.submit(execute, cfg_dict, folder)
 
     def shutdown(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=cancel)
@@ -127,7 +150,7 @@ class RayExecutor(Executor):
         resources = ray.cluster_resources()
         self.cpus, self.gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
         self.gpus_per_run = gpus_per_run if gpus_per_run is not None else (1.0 if self.gpus else 0.0)
-        self._remote = ray.remote(_ray_run)
+        self.remote = ray.remote(ray_run)  # the task function; tests may swap it
         self._refs: list = []
 
     def capacity(self, nproc: int = 1) -> int:
@@ -137,8 +160,8 @@ class RayExecutor(Executor):
         return max(1, slots)
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
-        nproc = _nproc(cfg_dict)
-        ref = self._remote.options(
+        nproc = run_nproc(cfg_dict)
+        ref = self.remote.options(
             num_cpus=self.threads * nproc, num_gpus=self.gpus_per_run * nproc, max_retries=self.max_retries,
         ).remote(cfg_dict, self.threads)
         self._refs.append(ref)
@@ -173,15 +196,11 @@ class RayExecutor(Executor):
                 "threads_per_run": self.threads, "gpus_per_run": self.gpus_per_run}
 
 
-def _ray_run(cfg_dict: dict, threads: int) -> dict:
-    """A Ray task: train one run into a temporary folder and return its files (the driver writes them)."""
-    import torch
-
-    from .study import _execute
-
-    torch.set_num_threads(threads)
+def ray_run(cfg_dict: dict, threads: int) -> dict:
+    """A Ray task: train and probe one run in a temporary folder and return its files (the driver writes them)."""
+    init_worker(threads)
     with tempfile.TemporaryDirectory(prefix="sandbag-run-") as tmp:
-        summary = _execute(cfg_dict, tmp)
+        summary = execute(cfg_dict, tmp)
         root = Path(tmp)
         found = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     return {"summary": summary, "files": found}

@@ -1,8 +1,9 @@
-"""Build a study's report from its folder: probes of the trained models, verdicts, figures, report.md/report.html.
+"""Build a study's report from its folder: verdicts, figures, report.md/report.html. Pure: no model, no data set.
 
-Nothing here trains. `build_report(study_dir)` reads study.json, results.csv and the run folders, so
-`sandbag report STUDY_DIR` rebuilds everything after the fact. The HTML is self-contained (figures embedded as
-base64 PNG) and every value that comes from a file or a name is escaped.
+Nothing here trains or runs a model. `build_report(study_dir)` reads study.json, results.csv and the run folders'
+metrics.jsonl and probes.json (what the probe step, `sandbag.study.probes`, measured on each trained model), so
+`sandbag report STUDY_DIR` rebuilds everything after the fact without torch, the data or any model.pt. The HTML is
+self-contained (figures embedded as base64 PNG) and every value that comes from a file or a name is escaped.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import analysis, claims, figures, files
-from .data import load as load_data
-from .study import read_results
-from .train import load_checkpoint
+from .. import files
+from . import claims, figures
+from .results import read_metrics, read_results
 
 VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "inconclusive": "inconclusive",
                 "mixed": "mixed"}
-HEADLINE_ARMS = ("none", "l2", "l1", "noise", "dropout", "bn")
+PROBES = "probes.json"  # written into each run folder by sandbag.study.probes
 
 
 def build_report(study_dir: Path | str) -> Path:
@@ -32,23 +31,35 @@ def build_report(study_dir: Path | str) -> Path:
     study_dir = Path(study_dir)
     meta = json.loads((study_dir / "study.json").read_text())
     cfg = meta["config"]
-    rows = read_results(study_dir)
-    probes, figure_paths = {}, {}
-    for data in cfg["data"]:
-        probes[data], figure_data = _probe(study_dir, cfg, rows, data)
-        figure_paths[data] = _figures(study_dir, cfg, meta, rows, data, figure_data)
-        probes[data]["penalty_minimum_error"] = figure_data["penalty_error"]
-    files.write_json(study_dir / "analysis.json", _jsonable(probes))
-    verdicts = claims.evaluate_claims(cfg, rows, probes)
-    files.write_json(study_dir / "verdicts.json", _jsonable(verdicts))
-    blocks = _document(meta, rows, verdicts, figure_paths, study_dir)
+    rows = attach_probes(study_dir, read_results(study_dir))
+    arms = study_arms(meta, rows)
+    colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
+    figure_paths = {data: _figures(study_dir, cfg, meta, rows, arms, data, colors) for data in cfg["data"]}
+    files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg, rows, arms)))
+    verdicts = claims.evaluate_claims(cfg, rows, arms)
+    files.write_json(study_dir / "verdicts.json", jsonable(verdicts))
+    blocks = _document(meta, rows, arms, verdicts, figure_paths, study_dir)
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir))
     return study_dir / "report.html"
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Probes of trained models (claims 4, 8, 9, 10) and the data the figures need
+def study_arms(meta: dict, rows: list[dict]) -> list[dict]:
+    """The arms the study ran, as run_study recorded them in study.json; for an older study.json without them,
+    the arms found in results.csv."""
+    return meta.get("arms") or claims.arms_from_rows(rows, meta["config"])
+
+
+def attach_probes(study_dir: Path, rows: list[dict]) -> list[dict]:
+    """Each finished row with its run folder's probes.json under "probes" (None where the folder has none)."""
+    for row in rows:
+        row["probes"] = None
+        if row.get("status") == "finished":
+            try:
+                row["probes"] = json.loads((study_dir / row["run_dir"] / PROBES).read_text())
+            except (OSError, ValueError):
+                pass
+    return rows
 
 
 def _runs(rows, data, group, arm):
@@ -56,96 +67,65 @@ def _runs(rows, data, group, arm):
                    and r["status"] == "finished"), key=lambda r: r["seed"])
 
 
-def _model(study_dir: Path, row: dict):
-    return load_checkpoint(study_dir / row["run_dir"], device="cpu")[1]
+def _arm_names(arms: list[dict], group: str) -> list[str]:
+    return [a["arm"] for a in arms if a["group"] == group]
 
 
-def _probe(study_dir: Path, cfg: dict, rows: list[dict], data: str) -> tuple[dict, dict]:
-    ds = load_data(data)
-    x, y = ds.x_test[:1000], ds.y_test[:1000]
-    out: dict = {k: {} for k in ("dropout_accuracy_drop", "dropout_disagreement", "bn_z_mean_absmax",
-                                 "bn_z_std_absdev_max", "bn_z_std_eps_absdev_max", "bn_companion_noise_excess")}
-    fig: dict = {"dropout_eval": [], "dropout_on": []}
-    for row in _runs(rows, data, "headline", "dropout"):
-        model = _model(study_dir, row)
-        result = analysis.dropout_left_on(model, x, y, passes=5, seed=row["seed"])
-        out["dropout_accuracy_drop"][row["seed"]] = result["drop"]
-        out["dropout_disagreement"][row["seed"]] = result["disagreement"]
-        fig["dropout_eval"].append(result["eval_acc"])
-        fig["dropout_on"].append(result["on_acc_mean"])
-        if "masks" not in fig:
-            fig["masks"] = analysis.dropout_masks(model, steps=12, seed=0)
-    plain = {r["seed"]: r for r in _runs(rows, data, "headline", "none")}
-    for row in _runs(rows, data, "headline", "bn"):
-        model = _model(study_dir, row)
-        norm = analysis.bn_normalization(model, x, batch_size=min(256, len(x)), seed=row["seed"])
-        out["bn_z_mean_absmax"][row["seed"]] = norm["z_mean_absmax"]
-        out["bn_z_std_absdev_max"][row["seed"]] = norm["z_std_absdev_max"]
-        out["bn_z_std_eps_absdev_max"][row["seed"]] = norm["z_std_eps_absdev_max"]
-        fig.setdefault("bn_example", norm["example"])
-        if row["seed"] in plain:
-            probe = dict(n_samples=16, n_batches=4, batch_size=min(32, len(x)), seed=0)
-            with_bn = analysis.bn_companion_noise(model, x, **probe)
-            without = analysis.bn_companion_noise(_model(study_dir, plain[row["seed"]]), x, **probe)
-            out["bn_companion_noise_excess"][row["seed"]] = with_bn["prob_std_mean"] - without["prob_std_mean"]
-    fig["weights"] = {}
-    for label, group, arm in [("none", "headline", "none"), ("l2", "headline", "l2"), ("l1", "headline", "l1"),
-                              ("l1-prox", "extra", "l1-prox")]:
-        runs = _runs(rows, data, group, arm)
-        if runs:
-            fig["weights"][label] = analysis.weight_values(_model(study_dir, runs[0]))
-    return out, fig
-
-
-def _penalty_check(fig_dir: Path) -> tuple[dict, dict]:
-    """Claim 4's evidence: the plotted minima against the closed forms, and the L2 minimum falling toward 0."""
-    minima = figures.penalty_figure(fig_dir / "penalty.png")
-    errors = [abs(m["numeric_min"] - m["closed_form"]) for part in ("l2", "l1") for m in minima[part]]
-    l2 = [m["numeric_min"] for m in minima["l2"]]
-    falls = all(b < a for a, b in zip(l2, l2[1:], strict=False)) and all(0 < v < 4.5 for v in l2)
-    return {0: max(errors) if falls else math.inf}, minima
+def _probed(runs: list[dict]) -> list[dict]:
+    return [r["probes"] for r in runs if r.get("probes")]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Figures
 
 
-def _slug(data: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", data).strip("_")
-
-
-def _figures(study_dir, cfg, meta, rows, data, fig) -> dict[str, Path]:
-    fig_dir = study_dir / "figures" / _slug(data)
+def _figures(study_dir, cfg, meta, rows, arms, data, colors) -> dict[str, Path]:
+    fig_dir = study_dir / "figures" / slug(data)
     files.make_dir(fig_dir)
-    paths = {}
-    error, minima = _penalty_check(fig_dir)
-    fig["penalty_minima"] = minima
-    paths["penalty.png"] = fig_dir / "penalty.png"
+    figures.penalty_figure(fig_dir / "penalty.png")
+    paths = {"penalty.png": fig_dir / "penalty.png"}
     paths["learning_curves.png"] = figures.learning_curves(fig_dir / "learning_curves.png",
-                                                           _curves(study_dir, rows, data))
-    paths["weight_histograms.png"] = figures.weight_histograms(fig_dir / "weight_histograms.png", fig["weights"])
+                                                           _curves(study_dir, rows, arms, data), colors)
+    weights = {}
+    for arm in arms:
+        probed = _probed(_runs(rows, data, arm["group"], arm["arm"]))
+        if "weights" in arm.get("figures", ()) and probed:
+            weights[arm["arm"]] = probed[0]["weights"]
+    paths["weight_histograms.png"] = figures.weight_histograms(fig_dir / "weight_histograms.png", weights,
+                                                               colors=colors)
+    dropout = [p for p in _probed(_runs(rows, data, "headline", "dropout")) if "dropout_eval_acc" in p]
+    masks = np.array([[c == "1" for c in row] for row in dropout[0]["dropout_masks"]]) if dropout else None
     paths["dropout.png"] = figures.dropout_figure(
-        fig_dir / "dropout.png", fig.get("masks", np.zeros((1, 1), dtype=bool)), fig["dropout_eval"], fig["dropout_on"]
-    )
-    example = fig.get("bn_example") or {"before": [], "after": [], "layer": "", "feature": 0}
+        fig_dir / "dropout.png", masks if masks is not None else np.zeros((1, 1), dtype=bool),
+        [p["dropout_eval_acc"] for p in dropout], [p["dropout_on_acc"] for p in dropout],
+        color=figures.color_for("dropout", colors))
+    bn = [p for p in _probed(_runs(rows, data, "headline", "bn")) if "bn_example" in p]
+    example = bn[0]["bn_example"] if bn else {"before": [], "after": [], "layer": "", "feature": 0}
     paths["bn.png"] = figures.bn_figure(fig_dir / "bn.png", example["before"], example["after"],
-                                        title_suffix=f" ({example['layer']}, feature {example['feature']})")
-    paths["batch_size.png"] = figures.batch_size_figure(fig_dir / "batch_size.png", _batch_rows(cfg, rows, data))
-    paths["headline.png"] = figures.headline_figure(fig_dir / "headline.png", _headline_rows(rows, data))
+                                        title_suffix=f" ({example['layer']}, feature {example['feature']})",
+                                        color=figures.color_for("bn", colors))
+    paths["batch_size.png"] = figures.batch_size_figure(fig_dir / "batch_size.png",
+                                                        _batch_rows(cfg, rows, arms, data), colors)
+    paths["headline.png"] = figures.headline_figure(fig_dir / "headline.png", _headline_rows(rows, arms, data),
+                                                    colors)
     sweeps, chosen = _sweeps(rows, data, meta.get("chosen", {}).get(data, {}))
-    paths["validation_curves.png"] = figures.validation_curves(fig_dir / "validation_curves.png", sweeps, chosen)
-    fig["penalty_error"] = error
+    paths["validation_curves.png"] = figures.validation_curves(fig_dir / "validation_curves.png", sweeps, chosen,
+                                                               colors)
     return {name: Path(path).relative_to(study_dir) for name, path in paths.items()}
 
 
-def _curves(study_dir: Path, rows, data) -> dict:
+def slug(data: str) -> str:
+    """A data set's folder name under figures/ (as plan.slugify names it under runs/)."""
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", data).strip("_")
+
+
+def _curves(study_dir: Path, rows, arms, data) -> dict:
     curves = {}
-    for arm in HEADLINE_ARMS:
+    for arm in _arm_names(arms, "headline"):
         runs = _runs(rows, data, "headline", arm)
         if not runs:
             continue
-        texts = [(study_dir / r["run_dir"] / "metrics.jsonl").read_text() for r in runs]
-        histories = [[json.loads(line) for line in text.splitlines()] for text in texts]
+        histories = [read_metrics(study_dir / r["run_dir"]) for r in runs]
         epochs = min(len(h) for h in histories)
         curves[arm] = {"epoch": list(range(1, epochs + 1)),
                        "train_acc": [[row["train_acc"] for row in h[:epochs]] for h in histories],
@@ -159,9 +139,9 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return result["mean"], (result["ci_high"] - result["mean"]) if result["n"] >= 2 else math.nan
 
 
-def _headline_rows(rows, data) -> list[dict]:
+def _headline_rows(rows, arms, data) -> list[dict]:
     out = []
-    for arm in HEADLINE_ARMS:
+    for arm in _arm_names(arms, "headline"):
         runs = _runs(rows, data, "headline", arm)
         if runs:
             acc, acc_ci = mean_ci([r["test_acc"] for r in runs])
@@ -171,13 +151,13 @@ def _headline_rows(rows, data) -> list[dict]:
     return out
 
 
-def _batch_rows(cfg, rows, data) -> list[dict]:
+def _batch_rows(cfg, rows, arms, data) -> list[dict]:
     out = []
     seeds = set(range(cfg["extra_seeds"]))
     for b in cfg["batch_sizes"]:
         for bn in (False, True):
             kind = "bn" if bn else "none"
-            group, arm = ("headline", kind) if b == cfg["batch_size"] else ("batch", f"{kind}-b{b}")
+            group, arm = claims.batch_arm(arms, kind, b, cfg["batch_size"])
             runs = [r for r in _runs(rows, data, group, arm) if r["seed"] in seeds]
             if runs:
                 acc, ci = mean_ci([r["test_acc"] for r in runs])
@@ -199,7 +179,7 @@ def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
 # The document: a list of blocks rendered to Markdown and to HTML from one source
 
 
-def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
+def _document(meta, rows, arms, verdicts, figure_paths, study_dir) -> list[tuple]:
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
@@ -234,7 +214,7 @@ def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
     ]
     for data in cfg["data"]:
         blocks += _strength_section(meta, rows, data, figure_paths[data])
-        blocks += _headline_section(rows, data, figure_paths[data])
+        blocks += _headline_section(rows, arms, data, figure_paths[data])
     blocks += [("h2", "Claims")]
     blocks.append(("table", ["#", "claim", *cfg["data"]],
                    [[str(v["number"]), v["text"], *[VERDICT_MARK[v["data"][d]["verdict"]] for d in cfg["data"]]]
@@ -249,7 +229,8 @@ def _document(meta, rows, verdicts, figure_paths, study_dir) -> list[tuple]:
             if v["figure"] and v["figure"] in figure_paths[data]:
                 blocks.append(("img", figure_paths[data][v["figure"]], f"{v['figure']} ({data})"))
     blocks += [("h2", "Files"), ("p", "results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
-                                      "analysis.json (model probes), verdicts.json, figures/, runs/.")]
+                                      "analysis.json (the probed values the claims read, from each run's probes.json), "
+                                      "verdicts.json, figures/, runs/.")]
     return blocks
 
 
@@ -261,6 +242,11 @@ def _problems(meta, rows) -> list[tuple]:
         names = ", ".join(sorted({f"{r['data']}/{r['group']}/{r['arm']}" for r in diverged}))
         out.append(("p", f"**{len(diverged)} run(s) did not finish (status diverged: NaN/inf loss) and are left out "
                          f"of every comparison:** {names}."))
+    unprobed = [r for r in rows if r["status"] == "finished" and not r.get("probes")]
+    if unprobed:
+        out.append(("p", f"**{len(unprobed)} finished run(s) have no probes.json (measurements of the trained "
+                         "model); the claims that need them are inconclusive. Run the same `sandbag study` command "
+                         "on this folder again to probe them.**"))
     for data, techniques in (meta.get("chosen_by_textbook_fallback") or {}).items():
         out.append(("p", f"**{data}: every validation run of {', '.join(techniques)} diverged; the textbook "
                          "strength was used instead.**"))
@@ -271,7 +257,8 @@ def _strength_section(meta, rows, data, paths) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
     table = []
-    for tech in ("l2", "l1", "noise", "dropout"):
+    tunable = meta.get("tunable") or list(cfg["sweep"])
+    for tech in tunable:
         sweep = sorted((r["strength"], r["val_acc"]) for r in rows if r["data"] == data and r["group"] == "sweep"
                        and r["technique"] == tech and r["status"] == "finished")
         book = cfg["textbook"].get(tech)
@@ -283,9 +270,9 @@ def _strength_section(meta, rows, data, paths) -> list[tuple]:
             ("img", paths["validation_curves.png"], f"validation curves ({data})")]
 
 
-def _headline_section(rows, data, paths) -> list[tuple]:
+def _headline_section(rows, arms, data, paths) -> list[tuple]:
     body = []
-    for arm in HEADLINE_ARMS:
+    for arm in _arm_names(arms, "headline"):
         runs = _runs(rows, data, "headline", arm)
         if not runs:
             continue
@@ -382,13 +369,14 @@ def _html(blocks, study_dir: Path) -> str:
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """Plain JSON: string keys, non-finite floats as null, numpy scalars as Python numbers."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    if isinstance(obj, np.generic | torch.Tensor):
-        return obj.item()
     return obj

@@ -2,10 +2,10 @@
 
 Every figure reads on its own (title, axis labels with units, legend) and copes with tiny inputs (one seed, one
 epoch); an empty input gives a figure that says "no data" instead of an error. Each technique keeps its color
-across figures (`ARM_COLORS`, `color_for`).
+across figures: the report makes one `palette` from the study's arms and passes it to every figure (`colors`).
 
-The closed forms behind the penalty figure are here too, pure functions the tests and the report use:
-`l2_minimum`, `l1_minimum` and the grid search `numeric_minimum` they are checked against.
+No torch here. The penalty figure plots `claims.penalty_minima` (claim 4's check lives in `claims`). Weight and BN
+histograms take either raw values or counts on fixed bins (what a run's probes.json holds; `histogram`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -24,70 +24,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span  # noqa: E402
+
 DPI = 110
 
-# One color per technique, the same in every figure (Okabe-Ito colorblind-safe palette, then grays).
-ARM_COLORS: dict[str, str] = {
-    "none": "#000000",
-    "l2": "#0072B2",
-    "l1": "#E69F00",
-    "l1-prox": "#D55E00",
-    "noise": "#009E73",
-    "dropout": "#CC79A7",
-    "bn": "#56B4E9",
-    "bn-post": "#332288",
-    "other": "#7F7F7F",
-}
-_EXTRA_COLORS = ("#882255", "#117733", "#999933", "#44AA99", "#AA4499", "#661100", "#6699CC", "#888888")
+# Colors are handed out in the order the study lists its arms (Okabe-Ito colorblind-safe palette, then more), so
+# each technique keeps its color in every figure of a report; the report passes the one mapping to each figure.
+PALETTE = ("#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#332288", "#882255",
+           "#117733", "#999933", "#44AA99", "#AA4499", "#661100", "#6699CC")
+OTHER = "#7F7F7F"
 
 
-def color_for(arm: str) -> str:
-    """The color of a technique: its `ARM_COLORS` entry, found from a name such as ``l2``, ``l2=1e-3``,
-    ``bn:post`` or ``l1=1e-4:prox``; other names get a fixed color of their own (the same in every figure)."""
-    name = str(arm).strip().lower()
-    if name in ARM_COLORS:
-        return ARM_COLORS[name]
-    base, *options = name.split(":")
-    base = base.split("=")[0].strip()
-    if base == "keep":
-        base = "dropout"
-    for option in options:
-        if f"{base}-{option}" in ARM_COLORS:
-            return ARM_COLORS[f"{base}-{option}"]
-    if base in ARM_COLORS and base != "other":
-        return ARM_COLORS[base]
+def palette(names: Sequence[str]) -> dict[str, str]:
+    """One color per name, in order (repeated names keep their first color)."""
+    out: dict[str, str] = {}
+    for name in names:
+        if name not in out:
+            out[name] = PALETTE[len(out) % len(PALETTE)]
+    return out
+
+
+def color_for(name: str, colors: Mapping[str, str] | None = None) -> str:
+    """`name`'s color in `colors`, also for a spec-like name (``l2=1e-3`` -> ``l2``); else a fixed color of its
+    own, derived from the name (the same in every figure)."""
+    colors = colors or {}
+    name = str(name).strip()
+    if name in colors:
+        return colors[name]
+    base = name.split(":")[0].split("=")[0].strip()
+    if base in colors:
+        return colors[base]
     if not name:
-        return ARM_COLORS["other"]
-    return _EXTRA_COLORS[zlib.crc32(name.encode()) % len(_EXTRA_COLORS)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Closed forms of the penalized one-weight problem
-
-
-def l2_minimum(a: float, w0: float, lam: float) -> float:
-    """argmin_w  a/2 (w - w0)^2 + lam/2 w^2  =  a w0 / (a + lam): shrinks toward 0, never reaches it."""
-    return a * w0 / (a + lam)
-
-
-def l1_minimum(a: float, w0: float, alpha: float) -> float:
-    """argmin_w  a/2 (w - w0)^2 + alpha |w|  =  sign(w0) max(|w0| - alpha / a, 0): exactly 0 once alpha >= a|w0|."""
-    return float(np.sign(w0) * max(abs(w0) - alpha / a, 0.0))
-
-
-def _grid(lo: float, hi: float, n: int) -> np.ndarray:
-    """n evenly spaced points on [lo, hi], plus w = 0 exactly when it lies inside (where L1 puts its minimum)."""
-    grid = np.linspace(lo, hi, n)
-    return np.union1d(grid, [0.0]) if lo <= 0 <= hi else grid
-
-
-def numeric_minimum(f: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, n: int = 200001) -> float:
-    """The grid argmin of a vectorized f on n points of [lo, hi] (0 included when inside): accurate to
-    (hi - lo) / (n - 1)."""
-    if not hi > lo or n < 2:
-        raise ValueError(f"need lo < hi and n >= 2, got lo={lo}, hi={hi}, n={n}")
-    grid = _grid(lo, hi, n)
-    return float(grid[int(np.argmin(f(grid)))])
+        return OTHER
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -131,44 +100,42 @@ def _grid_axes(n: int, width: float = 4.2, height: float = 3.3, max_cols: int = 
 
 def penalty_figure(
     path,
-    lams: Sequence[float] = (0.5, 1, 2, 4),
-    alphas: Sequence[float] = (1, 2.5, 4.5, 6),
+    lams: Sequence[float] = PENALTY_PROBLEM["lams"],
+    alphas: Sequence[float] = PENALTY_PROBLEM["alphas"],
     a: float = 1.0,
     w0: float = 4.5,
     n: int = 20001,
 ) -> dict:
     """Left: loss a/2 (w - w0)^2, the L2 term lam/2 w^2 and their sum for each lam, each sum's minimum marked.
-    Right: the same with alpha |w|. Returns each minimum found on the plotted grid next to its closed form."""
-    if not a > 0:
-        raise ValueError(f"the loss curvature a must be > 0, got {a}")
-    span = max(abs(w0), 1.0)
-    lo, hi = min(0.0, w0) - 0.45 * span - 0.5, max(0.0, w0) + 0.45 * span + 0.5
-    w = _grid(lo, hi, n)
+    Right: the same with alpha |w|. The minima come from `claims.penalty_minima` (grid search next to the closed
+    form, claim 4's evidence); this only plots them, and returns them."""
+    minima = penalty_minima(lams, alphas, a, w0, n)
+    lo, hi = penalty_span(w0)
+    w = grid(lo, hi, n)
 
     def loss(v):
         return a * (v - w0) ** 2 / 2
 
     panels = [
-        ("l2", "lam", "λ", lams, lambda lam: (lambda v: lam * v**2 / 2), l2_minimum, "½λw²", "L2: loss + ½λw²"),
-        ("l1", "alpha", "α", alphas, lambda al: (lambda v: al * np.abs(v)), l1_minimum, "α|w|", "L1: loss + α|w|"),
+        ("l2", "λ", lambda lam: (lambda v: lam * v**2 / 2), "½λw²", "L2: loss + ½λw²"),
+        ("l1", "α", lambda al: (lambda v: al * np.abs(v)), "α|w|", "L1: loss + α|w|"),
     ]
-    result: dict[str, list[dict]] = {}
     fig, axes = plt.subplots(1, 2, figsize=(14, 6))
     top = 1.35 * max(loss(lo), loss(hi), a * w0**2 / 2, 1e-9)
-    for ax, (key, field, symbol, values, term_of, closed, term_text, title) in zip(axes, panels, strict=True):
-        rows = []
+    for ax, (key, symbol, term_of, term_text, title) in zip(axes, panels, strict=True):
+        rows = minima[key]
+        values = [r["lam" if key == "l2" else "alpha"] for r in rows]
         ax.plot(w, loss(w), color="black", lw=2.2, label=f"loss a(w−w0)²/2 (a={a:g}, min at w0={w0:g})")
         colors = plt.cm.viridis(np.linspace(0.05, 0.85, max(len(values), 1)))
-        for value, color in zip(values, colors, strict=False):
+        for k, (value, color) in enumerate(zip(values, colors, strict=False)):
             term = term_of(value)
             total = loss(w) + term(w)
-            i = int(np.argmin(total))
-            w_num, exact = float(w[i]), closed(a, w0, value)
-            rows.append({field: float(value), "numeric_min": w_num, "closed_form": float(exact)})
+            w_num = rows[k]["numeric_min"]
+            i = int(np.searchsorted(w, w_num))
             ax.plot(w, term(w), color=color, lw=1, ls="--", alpha=0.8)
             ax.plot(w, total, color=color, lw=2, label=f"loss + {term_text}, {symbol}={value:g}: min at w*={w_num:.3f}")
             ax.plot([w_num], [total[i]], "o", color=color, ms=8, mec="black", zorder=5)
-            same = sum(math.isclose(r["numeric_min"], w_num, abs_tol=1e-9) for r in rows[:-1])  # stack labels
+            same = sum(math.isclose(r["numeric_min"], w_num, abs_tol=1e-9) for r in rows[:k])  # stack labels
             ax.annotate(
                 f"{symbol}={value:g}: w*={w_num:.2f}", (w_num, total[i]), xytext=(9, 3 + 12 * same),
                 textcoords="offset points", fontsize=8, color=color,
@@ -189,10 +156,9 @@ def penalty_figure(
         ax.set_title(f"{title}\n{note}", fontsize=10)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
         ax.grid(alpha=0.3)
-        result[key] = rows
     fig.suptitle("How a weight penalty moves the minimum of a one-weight quadratic loss")
     _save(fig, path)
-    return result
+    return minima
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -215,7 +181,7 @@ def _mean_std(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.nanmean(m, 0), np.nanstd(m, 0)
 
 
-def learning_curves(path, curves: Mapping[str, Mapping]) -> Path:
+def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, str] | None = None) -> Path:
     """One panel per technique: clean (evaluation-mode) train accuracy (solid) and test accuracy (dashed) per
     epoch, mean over seeds with a ±1 std band. curves[arm] = {"epoch": [...], "train_acc": [[per seed]...],
     "test_acc": [[per seed]...]}."""
@@ -229,7 +195,7 @@ def learning_curves(path, curves: Mapping[str, Mapping]) -> Path:
         if len(epochs) == 0:
             epochs = np.arange(1, max([len(s) for s in [*train, *test]] or [0]) + 1, dtype=float)
         seeds = max(len(train), len(test))
-        color = color_for(arm)
+        color = color_for(arm, colors)
         for series, ls, label in ((train, "-", "train (clean)"), (test, "--", "test")):
             if not series or len(epochs) == 0:
                 continue
@@ -255,34 +221,69 @@ def learning_curves(path, curves: Mapping[str, Mapping]) -> Path:
 # Weight histograms
 
 
-def weight_histograms(path, weights: Mapping[str, np.ndarray], small: float = 1e-3) -> Path:
-    """Left: overlaid histograms of the weight values, log-scale counts. Right: log10 |w| of the nonzero weights.
-    Legend labels give each technique's fraction of weights exactly 0 and with |w| < `small`."""
+def histogram(values, edges: Sequence[float] | None = None, bins: int = 120, symmetric: bool = True) -> dict:
+    """Raw values as the histogram dict the figures draw: ``edges``, ``counts``, ``n``, ``mean``, ``std``, ``zero``
+    (exactly 0), ``small`` (|w| < 1e-3), and the log10 |w| histogram of the nonzero ones (``log_edges``,
+    ``log_counts``). A dict already of this form (e.g. from probes.json) is returned as it is."""
+    if isinstance(values, Mapping):
+        return dict(values)
+    v = np.asarray(values if values is not None else [], dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"n": 0, "zero": 0, "small": 0, "mean": None, "std": None, "edges": [], "counts": [],
+                "log_edges": [], "log_counts": []}
+    m = float(np.abs(v).max()) or 1.0
+    if edges is None:
+        count = min(bins, max(5, len(v) // 10))
+        edges = np.linspace(-m, m, bins + 1) if symmetric else np.histogram_bin_edges(v, count)
+    edges = np.asarray(edges, dtype=float)
+    nz = np.log10(np.abs(v[v != 0]))
+    log_edges = np.linspace(math.floor(nz.min()), max(math.ceil(nz.max()), math.floor(nz.min()) + 1), 81) if len(
+        nz) else np.zeros(0)
+    return {"n": len(v), "zero": int(np.sum(v == 0)), "small": int(np.sum(np.abs(v) < 1e-3)),
+            "mean": float(v.mean()), "std": float(v.std()), "edges": edges.tolist(),
+            "counts": np.histogram(v, edges)[0].tolist(), "log_edges": log_edges.tolist(),
+            "log_counts": np.histogram(nz, log_edges)[0].tolist() if len(nz) else []}
+
+
+def _trim(edges, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Drop empty bins at both ends (fixed bins are wider than most models' weights)."""
+    edges, counts = np.asarray(edges, dtype=float), np.asarray(counts, dtype=float)
+    filled = np.flatnonzero(counts)
+    if len(filled) == 0:
+        return edges[:0], counts[:0]
+    lo, hi = filled[0], filled[-1] + 1
+    return edges[lo : hi + 1], counts[lo:hi]
+
+
+def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3,
+                      colors: Mapping[str, str] | None = None) -> Path:
+    """Left: histograms of the weight values, log-scale counts. Right: log10 |w| of the nonzero weights. Legend
+    labels give each arm's fraction of weights exactly 0 and with |w| < `small`. weights[arm]: raw values or a
+    `histogram` dict (counts on fixed bins, as probes.json holds them)."""
     title = "Weight values of the conv/dense layers"
-    arrays = {k: np.asarray(v, dtype=float).ravel() for k, v in weights.items()}
-    arrays = {k: v[np.isfinite(v)] for k, v in arrays.items()}
-    if not arrays or all(len(v) == 0 for v in arrays.values()):
+    hists = {k: histogram(v) for k, v in weights.items()}
+    if not hists or all(h["n"] == 0 for h in hists.values()):
         return _no_data(path, title)
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    m = max((np.abs(v).max() for v in arrays.values() if len(v)), default=1.0) or 1.0
-    bins = np.linspace(-m, m, 121)
-    nonzero = [np.abs(v[v != 0]) for v in arrays.values()]
-    nonzero = np.concatenate(nonzero) if nonzero else np.zeros(0)
-    log_lo = math.floor(np.log10(nonzero.min())) if len(nonzero) else -6
-    log_hi = math.ceil(np.log10(nonzero.max())) if len(nonzero) else 0
-    log_bins = np.linspace(log_lo, max(log_hi, log_lo + 1), 81)
-    for label, v in arrays.items():
-        color = color_for(label)
-        if len(v) == 0:
+    any_nonzero = False
+    for label, h in hists.items():
+        color = color_for(label, colors)
+        if h["n"] == 0:
             left.plot([], [], color=color, label=f"{label}: no weights")
             continue
-        zero, tiny = float(np.mean(v == 0)), float(np.mean(np.abs(v) < small))
-        text = f"{label} (n={len(v):,}): exactly 0: {zero:.1%}, |w|<{small:g}: {tiny:.1%}"
-        left.hist(v, bins=bins, histtype="step", lw=1.8, color=color, label=text)
-        nz = np.abs(v[v != 0])
-        if len(nz):
-            right.hist(np.log10(nz), bins=log_bins, histtype="step", lw=1.8, color=color,
-                       label=f"{label}: {len(nz):,} nonzero")
+        zero, tiny = h["zero"] / h["n"], h["small"] / h["n"]
+        text = f"{label} (n={h['n']:,}): exactly 0: {zero:.1%}, |w|<{small:g}: {tiny:.1%}"
+        edges, counts = _trim(h["edges"], h["counts"])
+        if len(counts):
+            left.stairs(counts, edges, color=color, lw=1.8, label=text)
+        else:
+            left.plot([], [], color=color, label=text)
+        log_edges, log_counts = _trim(h.get("log_edges", []), h.get("log_counts", []))
+        nonzero = h["n"] - h["zero"]
+        if len(log_counts):
+            any_nonzero = True
+            right.stairs(log_counts, log_edges, color=color, lw=1.8, label=f"{label}: {nonzero:,} nonzero")
         else:
             right.plot([], [], color=color, label=f"{label}: all weights exactly 0")
     left.set_yscale("log")
@@ -292,7 +293,7 @@ def weight_histograms(path, weights: Mapping[str, np.ndarray], small: float = 1e
     left.legend(fontsize=7.5)
     left.grid(alpha=0.3)
     right.axvline(np.log10(small), color="0.5", ls=":", lw=1)
-    if len(nonzero):
+    if any_nonzero:
         right.set_yscale("log")
     else:
         right.text(0.5, 0.5, "every weight is exactly 0", ha="center", va="center", color="0.4",
@@ -312,7 +313,8 @@ def weight_histograms(path, weights: Mapping[str, np.ndarray], small: float = 1e
 # Dropout
 
 
-def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: Sequence[float]) -> Path:
+def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: Sequence[float],
+                   color: str = PALETTE[4]) -> Path:
     """Left: the dropout keep-masks of one sample over training steps (dropped units dark). Right: test accuracy
     in evaluation mode vs with dropout wrongly left on at test time (per-seed points, mean bars)."""
     masks = np.asarray(masks if masks is not None else np.zeros((0, 0)), dtype=bool)
@@ -335,7 +337,7 @@ def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: S
     else:
         left.text(0.5, 0.5, "no masks", ha="center", va="center", color="0.4", transform=left.transAxes)
         left.set_axis_off()
-    groups = [("eval mode\n(dropout off)", ev, ARM_COLORS["dropout"]), ("dropout left on\n(wrong)", on, "#999999")]
+    groups = [("eval mode\n(dropout off)", ev, color), ("dropout left on\n(wrong)", on, "#999999")]
     for i, (label, vals, color) in enumerate(groups):
         if len(vals):
             right.bar(i, vals.mean(), width=0.6, color=color, alpha=0.5, edgecolor="black",
@@ -362,33 +364,35 @@ def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: S
 # Batch norm
 
 
-def bn_figure(path, before: Sequence[float], after: Sequence[float], title_suffix: str = "") -> Path:
+def bn_figure(path, before, after, title_suffix: str = "", color: str = PALETTE[5]) -> Path:
     """Histograms of one hidden feature over a training batch: BN's input (left) and the normalized value
-    (right, before BN's scale and shift) with the standard normal density for reference."""
-    b, z = _floats(before), _floats(after)
-    b, z = b[np.isfinite(b)], z[np.isfinite(z)]
+    (right, before BN's scale and shift) with the standard normal density for reference. before/after: raw values
+    or `histogram` dicts (as probes.json holds them)."""
+    b, z = histogram(before, bins=60, symmetric=False), histogram(after, bins=60, symmetric=False)
     suffix = str(title_suffix or "").strip()
     title = "Batch norm: one hidden feature before and after normalization" + (f" {suffix}" if suffix else "")
-    if len(b) == 0 and len(z) == 0:
+    if b["n"] == 0 and z["n"] == 0:
         return _no_data(path, title)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     panels = [
-        (axes[0], b, "#999999", "before BN (layer input)", "activation value"),
-        (axes[1], z, ARM_COLORS["bn"], "after normalization z = (x − μ_B) / √(σ²_B + ε)", "normalized value z"),
+        (axes[0], b, "#999999", "before BN (layer input)", "activation value", False),
+        (axes[1], z, color, "after normalization z = (x − μ_B) / √(σ²_B + ε)", "normalized value z", True),
     ]
-    for ax, vals, color, label, xlabel in panels:
-        if len(vals) == 0:
+    for ax, h, color_, label, xlabel, normal in panels:
+        if h["n"] == 0 or not h["counts"]:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
             ax.set_title(label, fontsize=10)
             continue
-        mean, std = float(vals.mean()), float(vals.std())
-        ax.hist(vals, bins=min(60, max(5, len(vals) // 10)), density=True, color=color, alpha=0.7,
-                edgecolor="white", label=f"{len(vals):,} values")
+        edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
+        widths = np.diff(edges)
+        density = counts / (counts.sum() * np.where(widths > 0, widths, 1.0))
+        mean, std = float(h["mean"]), float(h["std"])
+        ax.stairs(density, edges, fill=True, color=color_, alpha=0.7, label=f"{h['n']:,} values")
         ax.axvline(mean, color="black", lw=1.5, label=f"mean = {mean:.3g}")
         ax.axvspan(mean - std, mean + std, color="black", alpha=0.07, label=f"± 1 std (std = {std:.3g})")
-        if vals is z:
-            grid = np.linspace(min(vals.min(), -3), max(vals.max(), 3), 200)
-            ax.plot(grid, np.exp(-grid**2 / 2) / math.sqrt(2 * math.pi), color="black", ls="--", lw=1,
+        if normal:
+            points = np.linspace(min(edges[0], -3), max(edges[-1], 3), 200)
+            ax.plot(points, np.exp(-points**2 / 2) / math.sqrt(2 * math.pi), color="black", ls="--", lw=1,
                     label="N(0, 1) density")
         ax.set_title(f"{label}\nmean {mean:.3g}, std {std:.3g}", fontsize=10)
         ax.set_xlabel(xlabel)
@@ -400,7 +404,7 @@ def bn_figure(path, before: Sequence[float], after: Sequence[float], title_suffi
     return _save(fig, path)
 
 
-def batch_size_figure(path, rows: Sequence[Mapping]) -> Path:
+def batch_size_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None) -> Path:
     """Left: test accuracy vs batch size with and without BN (error bars: CI half-widths). Right: seconds per
     epoch vs batch size. rows: {"batch_size", "bn", "test_acc_mean", "test_acc_ci", "seconds_per_epoch_mean"}."""
     title = "Batch size: test accuracy and training time, with and without batch norm"
@@ -414,7 +418,7 @@ def batch_size_figure(path, rows: Sequence[Mapping]) -> Path:
         if not group:
             continue
         x = np.array([r["batch_size"] for r in group], dtype=float)
-        color, label = (ARM_COLORS["bn"], "with BN") if bn else (ARM_COLORS["none"], "without BN")
+        color, label = (color_for("bn", colors), "with BN") if bn else (color_for("none", colors), "without BN")
         acc = _floats([r.get("test_acc_mean") for r in group])
         ci = np.nan_to_num(_floats([r.get("test_acc_ci") for r in group]))
         sec = _floats([r.get("seconds_per_epoch_mean") for r in group])
@@ -441,7 +445,7 @@ def batch_size_figure(path, rows: Sequence[Mapping]) -> Path:
 # Headline and validation curves
 
 
-def headline_figure(path, rows: Sequence[Mapping]) -> Path:
+def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None) -> Path:
     """Test accuracy (left) and train-test gap (right) per technique, mean with 95% CI error bars.
     rows: {"arm", "test_acc_mean", "test_acc_ci", "gap_mean", "gap_ci", "n"}."""
     title = "Regularization techniques: test accuracy and generalization gap"
@@ -451,7 +455,7 @@ def headline_figure(path, rows: Sequence[Mapping]) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, 0.45 * len(rows) + 1.8)))
     y = np.arange(len(rows))
     labels = [f"{r['arm']} (n={r.get('n', '?')})" for r in rows]
-    colors = [color_for(r["arm"]) for r in rows]
+    row_colors = [color_for(r["arm"], colors) for r in rows]
     panels = [
         (axes[0], "test_acc", "test accuracy (fraction correct)", "Test accuracy"),
         (axes[1], "gap", "train − test accuracy (fraction)", "Generalization gap (lower: less overfitting)"),
@@ -462,11 +466,11 @@ def headline_figure(path, rows: Sequence[Mapping]) -> Path:
         for i in range(len(rows)):
             if np.isfinite(mean[i]):
                 err = None if not np.isfinite(ci[i]) else [[ci[i]], [ci[i]]]
-                ax.errorbar(mean[i], y[i], xerr=err, fmt="o", color=colors[i], capsize=4, ms=7, lw=1.8)
+                ax.errorbar(mean[i], y[i], xerr=err, fmt="o", color=row_colors[i], capsize=4, ms=7, lw=1.8)
         note = "mean with 95% CI over seeds"
         baseline = next((i for i, r in enumerate(rows) if r["arm"] == "none"), None)
         if key == "test_acc" and baseline is not None and np.isfinite(mean[baseline]):
-            ax.axvline(mean[baseline], color=ARM_COLORS["none"], lw=0.8, ls=":")
+            ax.axvline(mean[baseline], color=row_colors[baseline], lw=0.8, ls=":")
             note += "; dotted: mean of none"
         if key == "gap":
             ax.axvline(0, color="0.5", lw=0.8)
@@ -480,7 +484,8 @@ def headline_figure(path, rows: Sequence[Mapping]) -> Path:
     return _save(fig, path)
 
 
-def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None) -> Path:
+def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None,
+                      colors: Mapping[str, str] | None = None) -> Path:
     """One panel per technique: validation accuracy vs strength (log x where the values span decades), each
     point a run, the line through the mean per value, the chosen value marked. sweeps[t] = [(value, val_acc)...]."""
     title = "Choosing each technique's strength on validation data"
@@ -491,7 +496,7 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
         return _no_data(path, title)
     fig, axes = _grid_axes(len(sweeps), sharey=False)
     for ax, (tech, pts) in zip(axes, sweeps.items(), strict=True):
-        color = color_for(tech)
+        color = color_for(tech, colors)
         if not pts:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
             ax.set_title(tech)

@@ -1,0 +1,215 @@
+"""What a run is and how its folder is laid out: `RunConfig`, the run folder writer and readers, checkpoints.
+
+A run folder holds
+
+- ``config.json``   everything needed to rerun it (plus the sandbag and torch versions),
+- ``metrics.jsonl`` one JSON object per epoch,
+- ``summary.json``  the final epoch's figures, total time, parameter counts and ``status``; written last, so its
+                    presence marks a complete folder,
+- ``model.pt``      ``{"format", "state_dict", "config", "input_shape", "num_classes"}``, loadable with
+                    ``torch.load(..., weights_only=True)``,
+- ``probes.json``   (study runs) what the study's probe step measured on the trained model.
+
+Every file is written atomically (write, then rename). Timings live in their own fields (``*_seconds``,
+``samples_per_sec``); every other figure is reproducible: same seed, data and machine give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import files
+from .errors import CheckpointError, ConfigError
+from .models import build_model
+from .regularizers import Spec, parse_specs
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+AMP_MODES = (None, "bf16")
+CHECKPOINT_FORMAT = "sandbag-run/1"
+TIMING_FIELDS = ("epoch_seconds", "eval_seconds", "samples_per_sec")
+COMPLETE = ("finished", "diverged")  # statuses of a folder that need no rerun
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run. Defaults follow Keras: Adam, lr 1e-3, batch 32."""
+
+    data: str = "mnist-5k"
+    model: str = "ref-cnn"
+    regs: list[str] = field(default_factory=list)
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    seed: int = 0
+    data_seed: int = 0  # fixes the validation split and the train subset, independent of `seed`
+    train_size: int | None = None
+    val_fraction: float = 0.0
+    standardize: bool = False
+    nproc: int = 1  # data-parallel processes (DDP); batch_size is the global batch, split among them
+    amp: str | None = None  # "bf16": bfloat16 autocast for forward and loss (changes the numbers, so it is hashed)
+    # How to run, not what: excluded from the config hash.
+    device: str = "auto"
+    threads: int | None = None
+    channels_last: bool = True
+    tensorboard: bool = False
+
+    EXECUTION = ("device", "threads", "channels_last", "tensorboard")
+
+    def __post_init__(self) -> None:
+        self.regs = [str(s) for s in parse_specs(self.regs)]  # validate early, store canonically
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be a number > 0, got {self.lr}"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}"),
+            (0 <= self.val_fraction < 1, f"val fraction must be in [0, 1), got {self.val_fraction}"),
+            (self.train_size is None or self.train_size > 0, f"train size must be > 0, got {self.train_size}"),
+            (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
+            (self.nproc >= 1, f"nproc must be >= 1, got {self.nproc}"),
+            (self.amp in AMP_MODES, f"unknown amp mode {self.amp!r}; valid: bf16 (or leave it off)"),
+            (self.batch_size % max(self.nproc, 1) == 0,
+             f"batch size {self.batch_size} is the global batch and must split evenly among {self.nproc} processes"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def specs(self) -> list[Spec]:
+        return parse_specs(self.regs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown run config keys: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """A short hash of what determines the results (not how they are computed)."""
+        what = {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
+        if what["nproc"] == 1:
+            del what["nproc"]  # single-process runs keep the keys they had before data-parallel training existed
+        if what.get("amp") is None:
+            what.pop("amp", None)  # likewise for full-precision runs and the amp field
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default(name: str):
+    """The default of RunConfig field `name` (the CLI shows and uses these; it keeps no copy of its own)."""
+    f = next(f for f in fields(RunConfig) if f.name == name)
+    return f.default_factory() if callable(f.default_factory) else f.default
+
+
+def versions() -> dict[str, str]:
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"sandbag": version("sandbag"), "torch": torch.__version__}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing
+
+
+class RunFolder:
+    """Writes config.json, metrics.jsonl, summary.json and model.pt, each atomically."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def start(self, cfg: RunConfig) -> None:
+        files.make_dir(self.path)
+        (self.path / "summary.json").unlink(missing_ok=True)  # a rerun is unfinished until it finishes
+        files.write_json(self.path / "config.json", {**cfg.to_dict(), "versions": versions()})
+
+    def write_metrics(self, history: list[dict]) -> None:
+        files.write_jsonl(self.path / "metrics.jsonl", history)
+
+    def finish(self, model: nn.Module, cfg: RunConfig, summary: dict, input_shape, num_classes: int) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        torch_save(self.path / "model.pt", {
+            "format": CHECKPOINT_FORMAT,
+            "config": cfg.to_dict(),
+            "input_shape": list(input_shape),
+            "num_classes": num_classes,
+            "state_dict": state,
+        })
+        files.write_json(self.path / "summary.json", summary)  # last: its presence marks a complete folder
+
+
+def torch_save(path: Path, obj: Any) -> None:
+    """`torch.save` written atomically (see `sandbag.files`)."""
+    files.write_with(path, lambda f: torch.save(obj, f))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_summary(folder: Path | str) -> dict | None:
+    """A run's summary if its folder is complete (finished or diverged), else None (rerun it)."""
+    try:
+        summary = json.loads((Path(folder) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") in COMPLETE else None
+
+
+def read_metrics(folder: Path | str) -> list[dict]:
+    """metrics.jsonl as a list of per-epoch rows."""
+    text = (Path(folder) / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def torch_load_tagged(path: Path, fmt: str, what: str, device: str = "cpu") -> dict:
+    """Load a dict saved by `torch_save` with ``weights_only=True`` and check its ``format`` tag.
+
+    Anything else (a truncated, foreign or malicious file: torch raises many types for those) is one
+    `CheckpointError` line; a pickle that would run code is refused by the weights-only unpickler."""
+    try:
+        obj = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot load {path} as {what}: {reason[:200]}") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise CheckpointError(f"{path} is not {what} (no format tag {fmt!r})")
+    return obj
+
+
+def load_checkpoint(path: Path | str, device: str = "cpu") -> tuple[RunConfig, nn.Module, dict]:
+    """Rebuild a trained model from a run folder or a model.pt, refusing anything that is not ours.
+
+    Loading uses ``weights_only=True``: a file that would run code when unpickled is rejected.
+    """
+    path = Path(path)
+    file = path / "model.pt" if path.is_dir() else path
+    if not file.exists():
+        raise CheckpointError(f"no checkpoint at {file}: expected a run folder with model.pt")
+    ckpt = torch_load_tagged(file, CHECKPOINT_FORMAT, "a sandbag checkpoint", device)
+    try:
+        cfg = RunConfig.from_dict(ckpt["config"])
+        model = build_model(cfg.model, tuple(ckpt["input_shape"]), int(ckpt["num_classes"]), cfg.specs)
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{file} does not match its architecture: {reason[:200]}") from None
+    return cfg, model.to(device), ckpt

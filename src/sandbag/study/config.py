@@ -1,0 +1,202 @@
+"""What a study runs: `StudyConfig`, the presets, TOML loading and validation.
+
+A study config is checked when it is made: every field against its annotation (`check_type`, read from the
+dataclass, so a new field is checked without another edit), the ranges, the strengths (through the same spec parser
+the runs use) and the claims against the plan (a claim that compares an arm the study does not run is an error
+here, not an empty verdict later).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..regularizers import tunable
+from ..runs import RunConfig
+from . import claims, plan
+
+PRESETS = ("quick", "standard", "full")
+
+
+@dataclass
+class StudyConfig:
+    """What a study runs. Every field can be set in a TOML file; `sweep` and `textbook` are tables."""
+
+    name: str = "standard"
+    data: list[str] = field(default_factory=lambda: ["mnist-5k"])
+    model: str = "ref-cnn"
+    train_size: int | None = None
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    seeds: int = 5  # headline comparison
+    extra_seeds: int = 3  # sub-experiments: bias in L2, proximal L1, BN placement, batch sizes
+    val_fraction: float = 0.1
+    sweep_epochs: int = 4
+    sweep: dict[str, list[float]] = field(default_factory=lambda: {
+        "l2": [1e-4, 1e-3, 1e-2], "l1": [1e-5, 1e-4, 1e-3], "noise": [0.1, 0.3, 0.5], "dropout": [0.2, 0.4, 0.6],
+    })
+    textbook: dict[str, float] = field(default_factory=lambda: {"l2": 1e-3, "l1": 1e-4, "noise": 0.3, "dropout": 0.4})
+    batch_sizes: list[int] = field(default_factory=lambda: [4, 32, 128])
+    batch_epochs: int | None = None  # epochs for the batch-size runs (default: epochs)
+    learn_target: float = 0.95  # clean training accuracy that defines "learned" for learning speed
+    quick: bool = False  # marks a reduced study in the report
+    nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), _hints()[f.name], "study config")
+        checks = [
+            (len(self.data) >= 1, "a study needs at least one data set"),
+            (self.seeds >= 2, f"seeds must be >= 2 for a confidence interval, got {self.seeds}"),
+            (2 <= self.extra_seeds <= self.seeds, f"extra_seeds must be in [2, seeds], got {self.extra_seeds}"),
+            (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.epochs >= 1 and self.sweep_epochs >= 1, "epochs and sweep_epochs must be >= 1"),
+            (self.batch_size in self.batch_sizes, f"batch_sizes must include batch_size {self.batch_size}"),
+            (all(b >= 2 for b in self.batch_sizes), "batch sizes must be >= 2 (BN needs two samples)"),
+            (0 < self.learn_target <= 1, f"learn_target must be in (0, 1], got {self.learn_target}"),
+            (self.nproc >= 1 and all(b % self.nproc == 0 and b >= 2 * self.nproc for b in self.batch_sizes),
+             f"nproc must be >= 1 and split every batch size evenly, two samples or more each; got {self.nproc}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        techniques = tunable()
+        for table in ("sweep", "textbook"):
+            unknown = set(getattr(self, table)) - set(techniques)
+            if unknown:
+                raise ConfigError(f"[{table}] has unknown techniques {sorted(unknown)}; valid: {', '.join(techniques)}")
+        for tech in techniques:
+            if not self.sweep.get(tech):
+                raise ConfigError(f"[sweep] needs a list of strengths for {tech}")
+            if tech not in self.textbook:
+                raise ConfigError(f"[textbook] needs a strength for {tech} (the fallback if its sweep diverges)")
+        # validate every strength once, through the same parser the runs use
+        for tech, values in self.sweep.items():
+            for v in values:
+                RunConfig(regs=[f"{tech}={v}"])
+        check_claims(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "study config") -> StudyConfig:
+        known = {f.name for f in fields(cls)}
+        hints = _hints()
+        for key, value in d.items():
+            if key not in known:
+                near = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(known)}"
+                raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+            check_type(key, value, hints[key], source)
+        return cls(**d)
+
+
+def defaults() -> dict:
+    """Every StudyConfig field's default (the CLI shows and uses these; it keeps no copy of its own)."""
+    out = {}
+    for f in fields(StudyConfig):
+        out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default
+    return out
+
+
+def _hints() -> dict:
+    return typing.get_type_hints(StudyConfig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Field types, checked from the annotations
+
+
+def type_name(annotation) -> str:
+    """An annotation as a user reads it: int, list[int], dict[str, float] (None left out of optional ones)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if _is_union(annotation):
+        return " or ".join(type_name(a) for a in args)
+    origin = typing.get_origin(annotation)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _is_union(annotation) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def matches(value, annotation) -> bool:
+    """Whether a (TOML) value fits an annotation made of int, float, str, bool, None, unions, list[X], dict[str, X].
+
+    bool is not an int here, and an int is a float (TOML writes 1 for 1.0). Other annotations raise TypeError."""
+    if annotation is type(None) or annotation is None:
+        return value is None
+    if _is_union(annotation):
+        return any(matches(value, a) for a in typing.get_args(annotation))
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is list:
+        return isinstance(value, list) and all(matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(matches(k, args[0]) and matches(v, args[1]) for k, v in value.items())
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    raise TypeError(f"no type check for annotation {annotation!r}")
+
+
+def check_type(key: str, value, annotation, source: str) -> None:
+    """`ConfigError` (one line) unless `value` fits the field's annotation."""
+    if not matches(value, annotation):
+        raise ConfigError(f"{source}: {key} must be {type_name(annotation)}, got {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Claims against the plan
+
+
+def check_claims(cfg: StudyConfig) -> None:
+    """Every arm a claim compares must be one the plan runs; else `ConfigError` naming the claim and the arm."""
+    arms = plan.planned_arms(cfg)
+    runs = {(a["group"], a["arm"]) for a in arms}
+    for claim in claims.claims(cfg.to_dict(), arms):
+        for group, arm in claims.arms_named(claim):
+            if (group, arm) not in runs:
+                raise ConfigError(f"claim {claim.number} compares arm {group}/{arm}, which this study does not run "
+                                  "(see sandbag.study.plan.ARMS)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_preset(name: str) -> StudyConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    text = resources.files("sandbag.presets").joinpath(f"{name}.toml").read_text()
+    return StudyConfig.from_dict(tomllib.loads(text), source=f"preset {name}")
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read study config {path}: {exc.strerror}") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return StudyConfig.from_dict(d, source=str(path))

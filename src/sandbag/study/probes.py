@@ -1,0 +1,120 @@
+"""The probe step: after a study run trains, measure its model and write ``probes.json`` into its run folder.
+
+The report never loads a model or a data set; everything it needs from a trained model is measured here, once per
+run, in the worker that trained it (`sandbag.study.executors.execute`), or by the scheduler for runs reused from a
+study folder that predates this step. What is measured follows from the run's own specs, not from its arm's name:
+
+- every run: ``weights``, a histogram of the penalized weights on fixed bin edges (`WEIGHT_EDGES`, `LOG_EDGES`)
+  with counts of exact zeros and of |w| < 1e-3 (a few kB, whatever the model's size);
+- a BN run and a run without any technique (the baseline BN is compared with): ``companion_prob_std_mean``
+  (`analysis.bn_companion_noise` with fixed settings), so the report can form BN minus none per seed. Other runs
+  skip it: without BN it is 0 by construction and costs a second or more per run;
+- a run with a dense dropout layer (``dropout=`` without ``:spatial``): ``dropout_accuracy_drop``,
+  ``dropout_disagreement``, ``dropout_eval_acc``, ``dropout_on_acc`` (`analysis.dropout_left_on`, 5 passes,
+  seeded with the run's seed) and ``dropout_masks`` (12 steps of the keep-mask, rows of "0"/"1");
+- a BN run: ``bn_z_mean_absmax``, ``bn_z_std_absdev_max``, ``bn_z_std_eps_absdev_max`` (`analysis.bn_normalization`
+  on a batch of 256 drawn with the run's seed) and ``bn_example`` (one feature before/after normalization as
+  histograms with their mean and std).
+
+The test inputs are the first 1000 test samples of the run's own data (`train.load_data(cfg)`). The settings are
+those the report used when it probed models itself, so the numbers are the same for the same models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import analysis, files
+from ..regularizers import find
+from ..runs import load_checkpoint, read_summary
+
+PROBES = "probes.json"
+FORMAT = "sandbag-probes/1"
+PROBE_SAMPLES = 1000  # x_test[:1000]
+DROPOUT_PASSES = 5
+MASK_STEPS = 12
+BN_BATCH = 256
+COMPANION = {"n_samples": 16, "n_batches": 4, "batch_size": 32, "seed": 0}
+SMALL = 1e-3  # |w| below this counts as near zero (metrics' frac_small)
+WEIGHT_EDGES = np.linspace(-1.0, 1.0, 201)  # plus counts below -1 and above 1
+LOG_EDGES = np.linspace(-12.0, 1.0, 131)  # log10 |w| of nonzero weights, plus counts outside
+EXAMPLE_BINS = 60
+
+
+def has_probes(folder: Path | str) -> bool:
+    return (Path(folder) / PROBES).is_file()
+
+
+def read_probes(folder: Path | str) -> dict | None:
+    """A run folder's probes.json, or None when it has none (or an unreadable one)."""
+    try:
+        return json.loads((Path(folder) / PROBES).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def probe_run(folder: Path | str) -> dict | None:
+    """Probe the trained model of a finished run folder and write its probes.json (atomically); return it.
+    Runs that did not finish (diverged) are not probed: None."""
+    folder = Path(folder)
+    summary = read_summary(folder)
+    if summary is None or summary.get("status") != "finished":
+        return None
+    from ..train import load_data  # the data set code is needed here only
+
+    cfg, model, _ = load_checkpoint(folder, device="cpu")
+    ds = load_data(cfg)
+    x, y = ds.x_test[:PROBE_SAMPLES], ds.y_test[:PROBE_SAMPLES]
+    out: dict = {"format": FORMAT, "seed": cfg.seed, "config_key": cfg.key(), "samples": len(x)}
+    specs = cfg.specs
+    dropout = find(specs, "dropout")
+    if dropout is not None and not dropout.has("spatial"):
+        result = analysis.dropout_left_on(model, x, y, passes=DROPOUT_PASSES, seed=cfg.seed)
+        masks = analysis.dropout_masks(model, steps=MASK_STEPS, seed=0)
+        out.update(dropout_accuracy_drop=result["drop"], dropout_disagreement=result["disagreement"],
+                   dropout_eval_acc=result["eval_acc"], dropout_on_acc=result["on_acc_mean"],
+                   dropout_masks=["".join("1" if kept else "0" for kept in row) for row in masks])
+    if find(specs, "bn") is not None:
+        norm = analysis.bn_normalization(model, x, batch_size=min(BN_BATCH, len(x)), seed=cfg.seed)
+        example = norm["example"]
+        out.update(bn_z_mean_absmax=norm["z_mean_absmax"], bn_z_std_absdev_max=norm["z_std_absdev_max"],
+                   bn_z_std_eps_absdev_max=norm["z_std_eps_absdev_max"],
+                   bn_example={"layer": example["layer"], "feature": example["feature"],
+                               "before": value_histogram(example["before"]),
+                               "after": value_histogram(example["after"])})
+    if not specs or find(specs, "bn") is not None:
+        companion = {**COMPANION, "batch_size": min(COMPANION["batch_size"], len(x))}
+        out["companion_prob_std_mean"] = analysis.bn_companion_noise(model, x, **companion)["prob_std_mean"]
+    out["weights"] = weight_histogram(analysis.weight_values(model))
+    files.write_json(folder / PROBES, out)
+    return out
+
+
+def weight_histogram(values: np.ndarray) -> dict:
+    """Weights as counts on fixed edges (small, whatever the model's size): linear bins on [-1, 1] with counts
+    below and above, log10 |w| bins for the nonzero ones, and the counts of exact zeros and of |w| < SMALL."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    nonzero = np.abs(v[v != 0])
+    logs = np.log10(nonzero) if len(nonzero) else np.zeros(0)
+    return {
+        "n": int(len(v)), "zero": int(np.sum(v == 0)), "small": int(np.sum(np.abs(v) < SMALL)),
+        "edges": [round(float(e), 10) for e in WEIGHT_EDGES], "counts": np.histogram(v, WEIGHT_EDGES)[0].tolist(),
+        "below": int(np.sum(v < WEIGHT_EDGES[0])), "above": int(np.sum(v > WEIGHT_EDGES[-1])),
+        "log_edges": [round(float(e), 10) for e in LOG_EDGES], "log_counts": np.histogram(logs, LOG_EDGES)[0].tolist(),
+        "log_below": int(np.sum(logs < LOG_EDGES[0])), "log_above": int(np.sum(logs > LOG_EDGES[-1])),
+    }
+
+
+def value_histogram(values, bins: int = EXAMPLE_BINS) -> dict:
+    """A sample of values as a histogram over their own range, with their count, mean and std."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {"n": 0, "mean": None, "std": None, "edges": [], "counts": []}
+    counts, edges = np.histogram(v, bins=min(bins, max(5, len(v) // 10)))
+    return {"n": int(len(v)), "mean": float(v.mean()), "std": float(v.std()), "edges": edges.tolist(),
+            "counts": counts.tolist()}

@@ -1,0 +1,227 @@
+"""Running a study: the scheduler and `run_study`.
+
+The study is data (`config.StudyConfig`, expanded by `plan` into `Run`s). Strength is a nuisance parameter: each
+technique's strength is chosen on a validation split carved from the training data (group ``sweep``), and the
+chosen value then runs on several seeds (groups ``headline`` and ``extra``), compared with no regularization on the
+test set.
+
+Runs execute in a local process pool or as Ray tasks (`executors`); each writes its own run folder, named by its
+config hash, so a rerun of the same command skips finished runs (resume) and redoes unfinished ones. Each run's
+probe step writes probes.json beside it; runs reused from a folder written before that step are probed here.
+`results.csv` and `aggregate.csv` are rebuilt from the run folders after every finished run, atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import files
+from ..errors import ConfigError, OutputError
+from ..regularizers import tunable
+from ..runs import read_summary, versions
+from . import plan, probes
+from .config import StudyConfig
+from .executors import Executor, LocalExecutor, make_executor
+from .plan import Run, choose_strengths, dependent_runs, independent_runs
+from .results import result_row, write_results
+
+
+def default_parallelism() -> tuple[int, int]:
+    """(workers, threads per worker) for this machine: one single-threaded worker per core (measured faster than
+    one worker with all threads for these small models; see benchmarks/)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores), 1
+
+
+class StudyLock:
+    """An exclusive lock on the study folder: a second `sandbag study` on it refuses instead of interleaving."""
+
+    def __init__(self, study_dir: Path):
+        self.path = Path(study_dir) / ".lock"
+
+    def __enter__(self):
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as exc:
+            raise OutputError(f"cannot use study folder {self.path.parent}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ConfigError(f"{self.path.parent} is in use by another sandbag study; wait or use --out") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+        return False
+
+
+@dataclass
+class Progress:
+    """What the caller's display needs: counts of runs done (incl. reused), running and left."""
+
+    total: int = 0
+    done: int = 0
+    reused: int = 0
+    running: int = 0
+    failed: int = 0
+    probed: int = 0  # reused runs probed here because their folder had no probes.json
+
+
+def run_study(
+    cfg: StudyConfig,
+    study_dir: Path,
+    *,
+    workers: int | None = None,
+    threads: int | None = None,
+    command: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> list[dict]:
+    """Run (or resume) a whole study into `study_dir`; return the result rows. Finished runs are reused.
+
+    `executor` is ``local`` (a process pool here) or ``ray`` (Ray tasks; `address` of the cluster, or a local
+    Ray instance without one); see `sandbag.study.executors`."""
+    study_dir = Path(study_dir)
+    default_workers, default_threads = default_parallelism()
+    workers, threads = workers or default_workers, threads or default_threads
+    with StudyLock(study_dir):
+        started = time.perf_counter()
+        meta = study_meta(cfg, command, workers, threads)
+        pool = make_executor(executor, workers=workers, threads=threads, address=address)
+        meta["hardware"].update(pool.describe())
+        files.write_json(study_dir / "study.json", meta)
+        scheduler = Scheduler(cfg, study_dir, pool, on_progress)
+        rows, chosen = scheduler.run()
+        meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
+                    wall_seconds=time.perf_counter() - started,
+                    cpu_seconds_runs=sum(r.get("total_seconds") or 0 for r in rows), runs=len(rows))
+        files.write_json(study_dir / "study.json", meta)
+    return rows
+
+
+def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int) -> dict:
+    """study.json before the runs: config, command, versions, hardware, and the design (techniques and arms)."""
+    return {
+        "config": cfg.to_dict(),
+        "command": command or " ".join(["sandbag", *sys.argv[1:]]),
+        "versions": {**versions(), "python": platform.python_version()},
+        "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+                     "cpus": os.cpu_count(), "workers": workers, "threads_per_worker": threads},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        **plan.design(cfg),
+    }
+
+
+class Scheduler:
+    """Feeds runs to the pool: independent runs first (the validation sweep at the front), then, once a data set's
+    sweep is complete, the runs at its chosen strengths. Reused runs without probes.json are probed at the end."""
+
+    def __init__(self, cfg: StudyConfig, study_dir: Path, executor: Executor | None = None,
+                 on_progress: Callable[[Progress], None] | None = None, workers: int = 1, threads: int = 1):
+        self.cfg, self.study_dir = cfg, Path(study_dir)
+        self.executor = executor or LocalExecutor(workers, threads)
+        self.on_progress = on_progress or (lambda p: None)
+        self.rows: dict[Run, dict] = {}
+        self.chosen: dict[str, dict[str, float]] = {}
+        self.fallbacks: dict[str, list[str]] = {}
+        self.progress = Progress()
+
+    def run(self) -> tuple[list[dict], dict]:
+        queue = [run for data in self.cfg.data for run in independent_runs(self.cfg, data)]
+        self.progress.total = len(queue) + sum(
+            len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.data
+        )
+        queue = self.reuse(queue)
+        queue.extend(self.release(queue))  # on resume a finished sweep releases its dependent runs at once
+        pool = self.executor
+        slots = pool.capacity(self.cfg.nproc)
+        running: dict[Future, Run] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < slots:
+                    run = queue.pop(0)
+                    running[pool.submit(run.config.to_dict(), str(run.folder(self.study_dir)))] = run
+                self.report(len(running))
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    run = running.pop(future)
+                    future.result()  # a failure in a run is a bug: let it surface
+                    self.record(run)
+                self.write()
+                queue.extend(self.release(queue, running.values()))
+        except BaseException:
+            pool.shutdown(cancel=True)
+            self.write()
+            raise
+        pool.shutdown()
+        self.probe_missing()
+        self.report(0)
+        self.write()
+        return list(self.rows.values()), self.chosen
+
+    def reuse(self, runs: list[Run]) -> list[Run]:
+        """Record runs whose folder already holds a finished summary; return the rest."""
+        todo = []
+        for run in runs:
+            summary = read_summary(run.folder(self.study_dir))
+            if summary and summary.get("config_key") == run.config.key():
+                self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
+                self.progress.done += 1
+                self.progress.reused += 1
+            else:
+                todo.append(run)
+        return todo
+
+    def record(self, run: Run) -> None:
+        summary = read_summary(run.folder(self.study_dir))
+        if summary is None:
+            self.progress.failed += 1
+            return
+        self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
+        self.progress.done += 1
+
+    def probe_missing(self) -> None:
+        """The probe step for finished runs whose folder has no probes.json (reused from an older study folder,
+        or killed between summary.json and probes.json): here, in this process."""
+        for run, row in self.rows.items():
+            folder = run.folder(self.study_dir)
+            if row.get("status") == "finished" and not probes.has_probes(folder):
+                probes.probe_run(folder)
+                self.progress.probed += 1
+
+    def release(self, queue: list[Run], running: Iterable[Run] = ()) -> list[Run]:
+        """For each data set whose sweep just completed: choose strengths, return its (not yet done) dependent runs."""
+        busy = {(r.data, r.group) for r in [*queue, *running]}
+        released = []
+        for data in self.cfg.data:
+            if data in self.chosen or (data, "sweep") in busy:
+                continue
+            sweep = [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
+            self.chosen[data], fell_back = choose_strengths(sweep, self.cfg.textbook)
+            if fell_back:
+                self.fallbacks[data] = fell_back
+            released += self.reuse(dependent_runs(self.cfg, data, self.chosen[data]))
+        return released  # queued after the independent runs still waiting
+
+    def report(self, running: int) -> None:
+        self.progress.running = running
+        self.on_progress(self.progress)
+
+    def write(self) -> None:
+        write_results(self.study_dir, list(self.rows.values()))

@@ -1,0 +1,130 @@
+"""The study design as data: the plan's runs and folder names (pinned, so a hash change is caught), reuse of existing
+run folders, claims validated against the plan, and StudyConfig's field types checked from its annotations."""
+
+import ast
+import dataclasses
+import datetime
+import shutil
+import typing
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+
+from sandbag.errors import ConfigError
+from sandbag.regularizers import TECHNIQUES, tunable
+from sandbag.study import config, plan
+from sandbag.study.config import StudyConfig, load_config, load_preset
+
+CHOSEN = {"l2": 0.001, "l1": 0.0001, "noise": 0.3, "dropout": 0.4}
+STUDY_SRC = Path(__file__).resolve().parents[1] / "src" / "sandbag" / "study"
+
+
+def test_folder_names_and_config_keys_are_the_ones_existing_study_folders_use():
+    """Names made by the code before the study package (read off a tiny study it ran): runs/<data>/<group>-<arm>-
+    s<seed>-<key>. A change of the config hash or of the naming would orphan every existing run folder."""
+    runs = {(r.group, r.arm, r.seed): r for r in plan.runs_of(load_config(TINY), "mnist-5k", CHOSEN)}
+    expected = {
+        ("headline", "bn", 0): "headline-bn-s0-d95c6af9c115",
+        ("extra", "l2-bias", 1): "extra-l2-bias-s1-8c17dcde37d6",
+        ("sweep", "none", 0): "sweep-none-s0-3e6ed7b3948a",
+        ("batch", "bn-b8", 1): "batch-bn-b8-s1-11cabe1abd25",
+    }
+    for key, name in expected.items():
+        assert runs[key].folder(Path("study")) == Path("study/runs/mnist-5k") / name, key
+    assert runs[("extra", "l2-bias", 1)].config.regs == ["l2=0.001:bias"]
+    assert runs[("sweep", "none", 0)].config.val_fraction == 0.2 and runs[("sweep", "none", 0)].config.epochs == 1
+
+
+@pytest.mark.parametrize("preset,count", [("quick", 41), ("standard", 64)])
+def test_presets_plan_the_documented_number_of_runs(preset, count):
+    cfg = load_preset(preset)
+    runs = plan.runs_of(cfg, "mnist-5k", CHOSEN)
+    assert len(runs) == count
+    assert len({r.folder(Path(".")) for r in runs}) == count  # no two runs share a folder
+
+
+def test_the_arms_table_follows_the_technique_registry():
+    arms = plan.planned_arms(StudyConfig())
+    headline = [a["arm"] for a in arms if a["group"] == "headline"]
+    assert headline == ["none", *tunable(), *[t for t in TECHNIQUES if t not in tunable()]]
+    sweep = {a["technique"] for a in arms if a["group"] == "sweep"} - {"none"}
+    assert sweep == set(tunable())
+    assert [a["arm"] for a in arms if a["group"] == "batch"] == ["none-b4", "none-b128", "bn-b4", "bn-b128"]
+    assert all(not a["dependent"] for a in arms if a["group"] in ("sweep", "batch"))
+    assert "bn-sync" not in {a["arm"] for a in arms}
+    assert "bn-sync" in {a["arm"] for a in plan.planned_arms(StudyConfig(nproc=2, batch_sizes=[4, 32, 128]))}
+
+
+def test_a_claim_naming_an_arm_the_plan_does_not_run_is_a_config_error(monkeypatch):
+    StudyConfig(batch_sizes=[32])  # no small batch: claims 11 and 12 compare what there is, no error
+    monkeypatch.setattr(plan, "ARMS", tuple(a for a in plan.ARMS if a.name != "l2-bias"))
+    with pytest.raises(ConfigError, match=r"^claim 3 compares arm extra/l2-bias, which this study does not run") as e:
+        load_config(TINY)
+    assert "\n" not in str(e.value)
+
+
+def _wrong_value(annotation):
+    """A value of the wrong type for an annotation (never None: None is valid for the optional fields)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, __import__("types").UnionType):
+        return _wrong_value(args[0])
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return [_wrong_value(args[0])]
+    if origin is dict:
+        return {"l2": _wrong_value(args[1])}
+    return {str: 1, int: "1", float: "0.5", bool: 1}[annotation]
+
+
+def test_every_field_is_type_checked_from_its_annotation():
+    hints = typing.get_type_hints(StudyConfig)
+    for f in dataclasses.fields(StudyConfig):
+        bad = _wrong_value(hints[f.name])
+        with pytest.raises(ConfigError, match=rf"^x: {f.name} must be .*, got ") as e:
+            StudyConfig.from_dict({f.name: bad}, source="x")
+        assert "\n" not in str(e.value), f.name
+    assert config.type_name(hints["sweep"]) == "dict[str, list[float]]"
+    assert config.type_name(hints["train_size"]) == "int"
+    with pytest.raises(ConfigError, match="batch_sizes must be list\\[int\\], got \\[32, True\\]"):
+        StudyConfig.from_dict({"batch_sizes": [32, True]})
+    with pytest.raises(ConfigError, match="epochs must be int, got datetime.date"):  # a TOML date
+        StudyConfig.from_dict({"epochs": datetime.date(2026, 1, 1)})
+    with pytest.raises(ConfigError, match="train_size must be int"):
+        StudyConfig(train_size=2.5)  # checked on construction too, not only from files
+    with pytest.raises(TypeError, match="no type check for annotation"):
+        config.matches({1}, set[int])
+    assert StudyConfig.from_dict({"lr": 1}).lr == 1  # TOML writes 1 for 1.0
+    assert StudyConfig.from_dict(StudyConfig().to_dict()) == StudyConfig()
+
+
+def test_cli_study_defaults_come_from_the_config():
+    from sandbag.cli import build_parser
+
+    args = build_parser().parse_args(["study"])
+    assert args.preset is None and args.train_size is None and args.nproc is None and args.executor is None
+    assert config.defaults()["name"] == "standard"
+
+
+def test_modules_import_one_way_and_no_private_names():
+    """No `from .x import _name` across modules; executors never import the runner, config or report."""
+    for path in STUDY_SRC.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, (path.name, node.module, private)
+                if path.name == "executors.py":
+                    assert node.module not in ("runner", "config", "report", "plan"), node.module
+
+
+def test_a_second_study_reuses_every_run_folder(tiny_study, tmp_path):
+    from sandbag.study import Progress, read_results, run_study
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(tiny_study[0], copy)
+    seen: list[Progress] = []
+    rows = run_study(load_config(TINY), copy, workers=2, threads=1, on_progress=seen.append)
+    assert seen[-1].reused == seen[-1].done == seen[-1].total == len(rows) == 27
+    assert seen[-1].probed == 0  # every run folder already has its probes.json
+    assert read_results(copy) == read_results(tiny_study[0])
