@@ -36,6 +36,23 @@ def test_folder_names_and_config_keys_are_the_ones_existing_study_folders_use():
     assert runs[("sweep", "none", 0)].config.val_fraction == 0.2 and runs[("sweep", "none", 0)].config.epochs == 1
 
 
+BEFORE = Path(__file__).resolve().parent / "data" / "run_folders_before_restructure.json"
+
+
+@pytest.mark.parametrize("name", ["tiny", "quick", "standard", "full"])
+def test_every_run_folder_of_the_old_code_is_planned_again(name):
+    """tests/data/run_folders_before_restructure.json: every run folder the code before the study package planned
+    for these studies (written by that code, at its last commit). The plan must name exactly the same folders, or
+    a resumed study would retrain what it has."""
+    import json
+
+    before = json.loads(BEFORE.read_text())[name]
+    cfg = load_config(TINY) if name == "tiny" else load_preset(name)
+    folders = [str(r.folder(Path("STUDY")).relative_to("STUDY"))
+               for data in cfg.data for r in plan.runs_of(cfg, data, before["chosen"])]
+    assert sorted(folders) == before["folders"]
+
+
 @pytest.mark.parametrize("preset,count", [("quick", 41), ("standard", 64)])
 def test_presets_plan_the_documented_number_of_runs(preset, count):
     cfg = load_preset(preset)
