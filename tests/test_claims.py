@@ -10,10 +10,15 @@ from scipy import stats
 
 from sandbag.study.claims import (
     CONTRADICTED,
+    DECIDED,
     INCONCLUSIVE,
     MIXED,
+    NEGLIGIBLE,
     SUPPORTED,
     combine,
+    detection_power,
+    holm,
+    power,
     evaluate_claims,
     l1_minimum,
     l2_minimum,
@@ -22,10 +27,10 @@ from sandbag.study.claims import (
     penalty_check,
 )
 
-VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED)
+VERDICTS = (SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE)
 
 
-def _oracle(d: np.ndarray, direction: str, margin: float = 0.0) -> tuple[float, float, str]:
+def _oracle(d: np.ndarray, direction: str, margin: float = 0.0, smallest: float | None = None):
     """scipy's t-interval and the verdict rule written from the module docstring."""
     low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     zero = -margin if direction == "noninferior" else 0.0
@@ -33,6 +38,8 @@ def _oracle(d: np.ndarray, direction: str, margin: float = 0.0) -> tuple[float, 
         verdict = SUPPORTED if high < 0 else CONTRADICTED if low > 0 else INCONCLUSIVE
     else:
         verdict = SUPPORTED if low > zero else CONTRADICTED if high < zero else INCONCLUSIVE
+    if verdict == INCONCLUSIVE and smallest is not None and -smallest < low and high < smallest:
+        verdict = NEGLIGIBLE
     return low, high, verdict
 
 
@@ -43,8 +50,9 @@ def test_paired_verdict_matches_scipy_on_random_data(direction, fresh_seed):
         n = int(rng.integers(2, 12))
         d = rng.normal(rng.normal(0, 0.05), rng.uniform(0.001, 0.05), size=n)
         margin = float(rng.uniform(0, 0.02)) if direction == "noninferior" else 0.0
-        result = paired_verdict(list(d), direction, margin)
-        low, high, verdict = _oracle(d, direction, margin)
+        smallest = float(rng.uniform(0.005, 0.05))
+        result = paired_verdict(list(d), direction, margin, smallest)
+        low, high, verdict = _oracle(d, direction, margin, smallest)
         assert result["n"] == n and result["mean"] == pytest.approx(d.mean(), abs=1e-12), (fresh_seed, d)
         assert result["ci_low"] == pytest.approx(low, rel=1e-9, abs=1e-12), (fresh_seed, d)
         assert result["ci_high"] == pytest.approx(high, rel=1e-9, abs=1e-12), (fresh_seed, d)
@@ -53,15 +61,24 @@ def test_paired_verdict_matches_scipy_on_random_data(direction, fresh_seed):
         p = stats.ttest_1samp(d, -margin if direction == "noninferior" else 0.0,
                               alternative="less" if direction == "less" else "greater").pvalue
         assert (p < 0.025) == (verdict == SUPPORTED) or math.isclose(p, 0.025, rel_tol=1e-6), (fresh_seed, d, p)
+        # the verdict's own p-value is below 0.05 exactly when it decides
+        assert (result["p"] < 0.05) == (verdict in DECIDED) or math.isclose(result["p"], 0.05, rel_tol=1e-6), (
+            fresh_seed, d, result)
+        if verdict == NEGLIGIBLE:  # two one-sided tests at the equivalence bounds, doubled
+            tost = max(stats.ttest_1samp(d, -smallest, alternative="greater").pvalue,
+                       stats.ttest_1samp(d, smallest, alternative="less").pvalue)
+            assert result["p"] == pytest.approx(2 * tost, rel=1e-6), (fresh_seed, d)
+        elif verdict != INCONCLUSIVE:
+            two_sided = stats.ttest_1samp(d, -margin if direction == "noninferior" else 0.0).pvalue
+            assert result["p"] == pytest.approx(two_sided, rel=1e-6), (fresh_seed, d)
 
 
 def test_paired_verdict_drops_missing_values_and_handles_degenerate_inputs():
     assert paired_verdict([0.2], "greater")["verdict"] == INCONCLUSIVE  # one seed: no interval
     assert paired_verdict([0.2], "greater")["ci_low"] == -math.inf
-    assert paired_verdict([], "greater") | {"mean": 0} == {"n": 0, "mean": 0, "ci_low": pytest.approx(math.nan,
-                                                                                                      nan_ok=True),
-                                                          "ci_high": pytest.approx(math.nan, nan_ok=True),
-                                                          "verdict": INCONCLUSIVE}
+    empty = paired_verdict([], "greater")
+    assert empty["n"] == 0 and empty["verdict"] == INCONCLUSIVE
+    assert all(math.isnan(empty[k]) for k in ("mean", "ci_low", "ci_high", "p"))
     assert paired_verdict([0.1, None, math.nan, 0.1, 0.1], "greater")["n"] == 3
     assert paired_verdict([0.1, 0.1, 0.1], "greater")["verdict"] == SUPPORTED  # zero spread, clear sign
     assert paired_verdict([-0.001, -0.002, 0.0, -0.001], "noninferior", margin=0.005)["verdict"] == SUPPORTED
@@ -71,11 +88,13 @@ def test_paired_verdict_drops_missing_values_and_handles_degenerate_inputs():
 
 
 def _combine_oracle(verdicts):
-    if verdicts and set(verdicts) == {SUPPORTED}:
-        return SUPPORTED
-    if verdicts and set(verdicts) == {CONTRADICTED}:
-        return CONTRADICTED
-    return MIXED if {SUPPORTED, CONTRADICTED} <= set(verdicts) else INCONCLUSIVE
+    if verdicts and len(set(verdicts)) == 1:
+        return verdicts[0]
+    if {SUPPORTED, CONTRADICTED} <= set(verdicts):
+        return MIXED
+    if verdicts and set(verdicts) <= {SUPPORTED, CONTRADICTED, NEGLIGIBLE}:
+        return MIXED  # decided, but not the same way
+    return INCONCLUSIVE
 
 
 def test_combine_matches_its_definition_on_every_short_list():
@@ -84,6 +103,47 @@ def test_combine_matches_its_definition_on_every_short_list():
             assert combine(list(parts)) == _combine_oracle(list(parts)), parts
     assert combine([]) == INCONCLUSIVE
     assert combine([SUPPORTED, CONTRADICTED, INCONCLUSIVE]) == MIXED
+    assert combine([SUPPORTED, NEGLIGIBLE]) == MIXED and combine([NEGLIGIBLE, NEGLIGIBLE]) == NEGLIGIBLE
+    assert combine([SUPPORTED, NEGLIGIBLE, INCONCLUSIVE]) == INCONCLUSIVE
+
+
+def test_negligible_decides_equal_arms_and_only_those():
+    tight = [0.0004, -0.0006, 0.0002, -0.0001, 0.0003]  # interval about [-0.0006, 0.0006]
+    assert paired_verdict(tight, "greater", smallest=0.003)["verdict"] == NEGLIGIBLE
+    assert paired_verdict(tight, "greater")["verdict"] == INCONCLUSIVE  # no smallest effect named: no such verdict
+    assert paired_verdict(tight, "greater", smallest=0.0005)["verdict"] == INCONCLUSIVE  # interval pokes out
+    clear = [0.010, 0.012, 0.011, 0.009]
+    assert paired_verdict(clear, "greater", smallest=0.3)["verdict"] == SUPPORTED  # decided verdicts stay
+
+
+def test_holm_against_a_hand_checked_table():
+    # p sorted: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06 by monotonicity), 0.04 (x1, then 0.06)
+    assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, math.nan, 0.001]) == pytest.approx([0.5, math.nan, 0.002], nan_ok=True)
+    assert holm([0.9, 0.8]) == [1.0, 1.0] and holm([]) == []  # 0.8 x 2 caps at 1
+
+
+def test_holm_against_statsmodels_where_installed(fresh_seed):
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p = np.random.default_rng(fresh_seed).uniform(0, 0.2, size=25)
+    expected = multitest.multipletests(p, alpha=0.05, method="holm")[1]
+    assert holm(list(p)) == pytest.approx(list(expected)), fresh_seed
+
+
+def test_power_formula_against_a_simulation(fresh_seed):
+    """The smallest detectable difference is the one that the verdict rule decides in 80% of simulated studies."""
+    rng = np.random.default_rng(fresh_seed)
+    n, sd = 5, 0.004
+    mde = power(n, sd, 0.001)["detectable"]
+    diffs = rng.normal(mde, sd, size=(4000, n))
+    decided = np.mean([paired_verdict(list(d), "greater")["verdict"] != INCONCLUSIVE for d in diffs])
+    assert decided == pytest.approx(0.8, abs=0.025), (fresh_seed, mde, decided)
+    assert detection_power(n, sd, mde) == pytest.approx(0.8, abs=1e-6)
+    needed = power(n, sd, mde / 2)["seeds_needed"]
+    assert needed > n and detection_power(needed, sd, mde / 2) >= 0.8 > detection_power(needed - 1, sd, mde / 2)
+    assert power(1, sd, 0.1) == {"detectable": None, "seeds_needed": None, "observed": 0.1}
+    result = paired_verdict([0.001, -0.002, 0.003, 0.0, 0.001], "greater")
+    assert result["verdict"] == INCONCLUSIVE and result["power"]["detectable"] > 0
 
 
 def test_penalty_check_is_claim_4s_closed_form_evidence(fresh_seed):

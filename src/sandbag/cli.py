@@ -61,6 +61,10 @@ def _add_train_options(train: argparse.ArgumentParser) -> None:
     option("--seed", "seed", int, "seeds weights, batch order, dropout and noise")
     option("--train-size", "train_size", int, "train on a stratified subset of this many samples")
     option("--val-fraction", "val_fraction", float, "carve a stratified validation split from the training data")
+    option("--val-size", "val_size", int, "a stratified validation split of this many images not used for training")
+    option("--test", "test", str, "default: the data set's test split; rest: every image not used for training or "
+                                  "validation (needs --train-size)", choices=("default", "rest"))
+    option("--eval-every", "eval_every", int, "clean train/val/test figures every k epochs and at the last one")
     train.add_argument("--standardize", action="store_true", default=None,
                        help="per-channel mean 0 / std 1 from training data")
     option("--device", "device", str, "auto (a CUDA GPU when present), cpu, cuda, cuda:N")
@@ -88,6 +92,10 @@ def _add_study_parser(sub) -> None:
     study.add_argument("--train-size", type=int,
                        help="stratified subset of the training data (default: the preset's; StudyConfig default: "
                        f"{study_defaults['train_size'] or 'all'})")
+    study.add_argument("--seeds", type=int, help="seeds of the headline comparison, overriding the preset's "
+                       f"(StudyConfig default {study_defaults['seeds']}); rerun on the same --out to add seeds")
+    study.add_argument("--extra-seeds", type=int, help="seeds of the sub-experiments, overriding the preset's "
+                       f"(StudyConfig default {study_defaults['extra_seeds']})")
     study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
     study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
     study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
@@ -226,8 +234,8 @@ def _cmd_study(args) -> int:
     if args.config and args.preset:
         raise ConfigError("give either --preset or --config, not both")
     cfg = load_config(args.config) if args.config else load_preset(args.preset or defaults()["name"])
-    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc))
-                 if v is not None}
+    overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc),
+                                   ("seeds", args.seeds), ("extra_seeds", args.extra_seeds)) if v is not None}
     if overrides:
         cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
@@ -238,6 +246,9 @@ def _cmd_study(args) -> int:
                   executor=args.executor or EXECUTORS[0], address=args.address)
     path = build_report(out)
     _print_verdicts(out, args.quiet)
+    meta = json.loads((out / "study.json").read_text())
+    print(f"study wall time {meta['wall_seconds'] / 60:.1f} min ({meta['runs']} runs, {meta['hardware']['workers']} "
+          f"workers x {meta['hardware']['threads_per_worker']} thread(s) on {meta['hardware']['cpus']} CPUs)")
     print(path)
     return 0
 
@@ -278,8 +289,16 @@ def _print_verdicts(study_dir: Path, quiet: bool) -> None:
     for data in datasets:
         table.add_column(data)
     for v in verdicts:
-        table.add_row(str(v["number"]), v["text"], *[v["data"][d]["verdict"] for d in datasets])
+        table.add_row(str(v["number"]), v["text"], *[_verdict_cell(v["data"][d]) for d in datasets])
     Console().print(table)
+    for data in datasets:
+        decided = sum(1 for v in verdicts if v["data"][data].get("decided"))
+        print(f"{data}: {decided} of {len(verdicts)} claims decided")
+
+
+def _verdict_cell(result: dict) -> str:
+    mixed = result["verdict"] == "mixed" and result.get("decided")
+    return f"{result['verdict']} (decided)" if mixed else result["verdict"]
 
 
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary, "study": _cmd_study,

@@ -37,6 +37,7 @@ from .train import (
     batches_of,
     epoch_metrics,
     epoch_row,
+    evaluates,
     has_batchnorm,
     make_optimizer,
     prepare_data,
@@ -153,7 +154,8 @@ def fit_seeds(
                              -(-n // cfg.batch_size), amp=cfg.amp)
             train_seconds = time.perf_counter() - t0
             t1 = time.perf_counter()
-            per_seed = _per_seed({**epoch_row(sums), **epoch_metrics(net, ds, EVAL_BATCH),
+            clean = epoch_metrics(net, ds, EVAL_BATCH) if evaluates(cfg, epoch) else {}
+            per_seed = _per_seed({**epoch_row(sums), **clean,
                                   **weight_stats(net.base, params=net.stacked, lead=1)}, count)
             timing = {"epoch_seconds": train_seconds, "eval_seconds": time.perf_counter() - t1,
                       "samples_per_sec": count * n / train_seconds}

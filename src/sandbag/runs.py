@@ -37,6 +37,10 @@ AMP_MODES = (None, "bf16")
 CHECKPOINT_FORMAT = "sandbag-run/1"
 TIMING_FIELDS = ("epoch_seconds", "eval_seconds", "samples_per_sec")
 COMPLETE = ("finished", "diverged")  # statuses of a folder that need no rerun
+TEST_SPLITS = ("default", "rest")
+# Fields that came after the first run folders: left out of the config hash at these values, so folders made before
+# them keep their keys and are reused.
+HASHED_WHEN_SET = {"amp": None, "val_size": None, "test": "default", "eval_every": 1}
 
 
 @dataclass
@@ -55,9 +59,12 @@ class RunConfig:
     data_seed: int = 0  # fixes the validation split and the train subset, independent of `seed`
     train_size: int | None = None
     val_fraction: float = 0.0
+    val_size: int | None = None  # a validation split of this many images not used for training
+    test: str = "default"  # "rest": test on every image not used for training or validation (needs train_size)
     standardize: bool = False
     nproc: int = 1  # data-parallel processes (DDP); batch_size is the global batch, split among them
     amp: str | None = None  # "bf16": bfloat16 autocast for forward and loss (changes the numbers, so it is hashed)
+    eval_every: int = 1  # clean train/val/test figures every k epochs and at the last one
     # How to run, not what: excluded from the config hash.
     device: str = "auto"
     threads: int | None = None
@@ -78,6 +85,11 @@ class RunConfig:
             (self.threads is None or self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
             (self.nproc >= 1, f"nproc must be >= 1, got {self.nproc}"),
             (self.amp in AMP_MODES, f"unknown amp mode {self.amp!r}; valid: bf16 (or leave it off)"),
+            (self.test in TEST_SPLITS, f"unknown test split {self.test!r}; valid: {', '.join(TEST_SPLITS)}"),
+            (self.test == "default" or self.train_size, 'test "rest" needs a train_size'),
+            (self.val_size is None or self.val_size > 0, f"val size must be > 0, got {self.val_size}"),
+            (self.val_size is None or not self.val_fraction, "give val_size or val_fraction, not both"),
+            (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
             (self.batch_size % max(self.nproc, 1) == 0,
              f"batch size {self.batch_size} is the global batch and must split evenly among {self.nproc} processes"),
         ]
@@ -105,8 +117,9 @@ class RunConfig:
         what = {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION}
         if what["nproc"] == 1:
             del what["nproc"]  # single-process runs keep the keys they had before data-parallel training existed
-        if what.get("amp") is None:
-            what.pop("amp", None)  # likewise for full-precision runs and the amp field
+        for name, unset in HASHED_WHEN_SET.items():  # fields added later: runs without them keep their keys
+            if what.get(name) == unset:
+                what.pop(name, None)
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -70,8 +70,8 @@ def load_data(cfg: RunConfig) -> data_mod.Dataset:
     """The run's data set with its own options (train subset, validation split, standardization)."""
     ds = data_mod.load(cfg.data)
     return data_mod.prepare(
-        ds, train_size=cfg.train_size, val_fraction=cfg.val_fraction, standardize=cfg.standardize,
-        seed=cfg.data_seed,
+        ds, train_size=cfg.train_size, val_fraction=cfg.val_fraction, val_size=cfg.val_size, test=cfg.test,
+        standardize=cfg.standardize, seed=cfg.data_seed,
     )
 
 
@@ -335,9 +335,10 @@ def fit(
             if not math.isfinite(row["running_loss"]):
                 status = "diverged"
             t1 = time.perf_counter()
-            if dist is not None:
-                dist.broadcast_buffers(s.model)
-            row.update(epoch_metrics(s.model, s.ds, eval_batch=EVAL_BATCH, dist=dist))
+            if evaluates(cfg, epoch) or status == "diverged":
+                if dist is not None:
+                    dist.broadcast_buffers(s.model)
+                row.update(epoch_metrics(s.model, s.ds, eval_batch=EVAL_BATCH, dist=dist))
             row.update(weight_stats(s.model))
             row.update(epoch_seconds=train_seconds, eval_seconds=time.perf_counter() - t1,
                        samples_per_sec=len(s.ds.x_train) / train_seconds)
@@ -364,6 +365,11 @@ def fit(
         if board:
             board.close()
     return summary
+
+
+def evaluates(cfg: RunConfig, epoch: int) -> bool:
+    """Whether epoch `epoch` gets the clean train/val/test figures: every `eval_every` epochs and the last one."""
+    return epoch % cfg.eval_every == 0 or epoch == cfg.epochs
 
 
 def run_summary(cfg: RunConfig, history: list[dict], status: str, counts: dict, seconds: float, device) -> dict:

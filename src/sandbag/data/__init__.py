@@ -210,22 +210,58 @@ def _load_npz(path: Path, name: str) -> Dataset:
 # prepare and splits
 
 
+TEST_SPLITS = ("default", "rest")
+
+
 def prepare(
     ds: Dataset,
     *,
     train_size: int | None = None,
     val_fraction: float = 0.0,
+    val_size: int | None = None,
+    test: str = "default",
     standardize: bool = False,
     seed: int = 0,
 ) -> Dataset:
-    """Subset the training data, carve a validation split from it and/or standardize; returns a new Dataset."""
+    """Subset the training data, carve a validation split and/or standardize; returns a new Dataset.
+
+    - `train_size`: a stratified, seeded subset of the training data (with ``test="rest"``: of all the images).
+    - `test`: ``"default"`` keeps the data set's test split; ``"rest"`` tests on every image not used for
+      training or validation (train and test pooled first), e.g. mnist-5k with train_size 1000: 4,000 test images.
+    - `val_size`: a stratified validation split of this many images taken from the images not used for training
+      (with ``"rest"``, those are then left out of the test set; otherwise from the unused training images).
+    - `val_fraction`: the older way: a stratified fraction carved out of the training subset itself.
+
+    Every split is stratified and seeded by `seed`: the same seed gives the same images on each side."""
     seed = _check_seed(seed)
-    x, y = ds.x_train, ds.y_train
+    if test not in TEST_SPLITS:
+        raise DataError(f"unknown test split {test!r}; valid: {', '.join(TEST_SPLITS)}")
+    if val_size is not None and val_fraction:
+        raise DataError("give val_size or val_fraction, not both")
+    x, y, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if test == "rest":
+        if train_size is None:
+            raise DataError('test="rest" needs a train_size (the images left over are the test set)')
+        x, y = _cat(ds.x_train, ds.x_test), _cat(ds.y_train, ds.y_test)
+    unused_x = unused_y = None
     if train_size is not None:
         train_size = _check_train_size(train_size, len(x), ds.num_classes)
         if train_size < len(x):
-            _, _, x, y = stratified_split(x, y, train_size, seed)
+            unused_x, unused_y, x, y = stratified_split(x, y, train_size, seed)
     x_val, y_val = ds.x_val, ds.y_val
+    if val_size is not None:
+        if ds.x_val is not None:
+            raise DataError(f"{ds.name} already has a validation split; leave val_size out")
+        available = 0 if unused_x is None else len(unused_x)
+        val_size = _as_int(val_size, "val_size")
+        if not ds.num_classes <= val_size < available:
+            raise DataError(f"val_size must be between the number of classes ({ds.num_classes}) and the images not "
+                            f"used for training ({available}, none of them left for testing), got {val_size}")
+        unused_x, unused_y, x_val, y_val = stratified_split(unused_x, unused_y, val_size, seed)
+    if test == "rest":
+        if unused_x is None:
+            raise DataError(f"train_size {train_size} leaves no image for the test set")
+        x_test, y_test = unused_x, unused_y
     val_fraction = _check_val_fraction(val_fraction)
     if val_fraction > 0:
         if ds.x_val is not None:
@@ -234,8 +270,14 @@ def prepare(
         if n_val >= len(x):
             raise DataError(f"val_fraction={val_fraction} of {len(x)} training examples leaves none for training")
         x, y, x_val, y_val = stratified_split(x, y, n_val, seed)
-    out = dataclasses.replace(ds, x_train=x, y_train=y, x_val=x_val, y_val=y_val)
+    out = dataclasses.replace(ds, x_train=x, y_train=y, x_val=x_val, y_val=y_val, x_test=x_test, y_test=y_test)
     return _standardized(out) if standardize else out
+
+
+def _cat(a, b):
+    if b is None:
+        raise DataError('test="rest" needs a data set with a test split to pool')
+    return torch.cat([a, b]) if isinstance(a, torch.Tensor) else np.concatenate([a, b])
 
 
 def _check_seed(seed) -> int:

@@ -2,10 +2,19 @@
 
 The verdict rule: for a comparison of arm A with arm B on a metric, take the paired difference d_i = A_i - B_i over
 the seeds both arms ran (same seeds), its mean and a 95% confidence interval from Student's t with n - 1 degrees of
-freedom. The claim is **supported** if the interval lies on the claimed side of zero, **contradicted** if it lies on
-the other side, **inconclusive** otherwise. "At least as good" claims (non-inferiority) use a stated margin instead
-of zero. A claim with several parts is supported when every part is, contradicted when every part is; otherwise it
-is mixed (some parts each way) or inconclusive.
+freedom. A part is
+
+- **supported** if the interval lies on the claimed side of zero,
+- **contradicted** if it lies on the other side,
+- **negligible** ("no practical difference") if neither, and the interval lies inside +-the comparison's smallest
+  effect of interest (the study's ``smallest_effect`` for its metric, e.g. 0.3 accuracy points),
+- **inconclusive** otherwise: a larger study could still move it; `power` says how much larger.
+
+"At least as good" claims (non-inferiority) use a stated margin instead of zero. Each verdict has the p-value of its
+own test (zero difference, the non-inferiority margin, or both equivalence bounds), two-sided so that p < 0.05
+exactly when the interval decides; `holm` adjusts them over every paired part of every claim (per data set).
+A claim is **decided** when every part is supported, contradicted or negligible (or a deterministic check passed or
+failed); its verdict is the parts' common verdict, or mixed.
 """
 
 from __future__ import annotations
@@ -15,25 +24,31 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
+NEGLIGIBLE = "negligible"
+DECIDED = (SUPPORTED, CONTRADICTED, NEGLIGIBLE)
+ALPHA = 0.05  # two-sided: the 95% interval
+POWER = 0.8  # the power a study should have to detect an effect
+MAX_SEEDS = 10_000  # seeds_needed beyond this is reported as more
 
 
-def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0) -> dict:
-    """Mean, 95% t-interval and verdict for paired differences claimed to be > 0 ("greater"), < 0 ("less"), or
-    not below -margin ("noninferior")."""
+def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0, smallest: float | None = None) -> dict:
+    """Mean, 95% t-interval, verdict and p-value for paired differences claimed to be > 0 ("greater"), < 0
+    ("less"), or not below -margin ("noninferior"); `smallest`: the smallest effect of interest (negligible when
+    the interval lies inside +-smallest and nothing else is decided). Inconclusive results carry their `power`."""
     values = [d for d in diffs if d is not None and math.isfinite(d)]
     n = len(values)
     if n == 0:
-        return {"n": 0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": INCONCLUSIVE}
+        return {"n": 0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": INCONCLUSIVE,
+                "p": math.nan}
     mean = sum(values) / n
-    if n == 1:
-        low, high = -math.inf, math.inf
-    else:
-        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-        half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-        low, high = mean - half, mean + half
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.inf
+    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * se if n > 1 else math.inf
+    low, high = mean - half, mean + half
+    null = -margin if direction == "noninferior" else 0.0
     if direction == "greater":
         verdict = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
     elif direction == "less":
@@ -42,15 +57,87 @@ def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0) -> d
         verdict = SUPPORTED if low > -margin else CONTRADICTED if high < -margin else INCONCLUSIVE
     else:
         raise ValueError(f"unknown direction {direction!r}")
-    return {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict}
+    p = _p_two_sided(mean - null, se, n)
+    if verdict == INCONCLUSIVE and smallest and -smallest < low and high < smallest:
+        verdict = NEGLIGIBLE
+        p = _p_equivalence(mean, se, n, smallest)
+    out = {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "p": p}
+    if verdict == INCONCLUSIVE:
+        out["power"] = power(n, sd, mean - null)
+    return out
+
+
+def _p_two_sided(delta: float, se: float, n: int) -> float:
+    """p of H0: difference = 0 (delta = mean - null), two-sided t with n - 1 degrees of freedom."""
+    if n < 2:
+        return 1.0
+    if se == 0:
+        return 0.0 if delta != 0 else 1.0
+    return float(2 * stats.t.sf(abs(delta) / se, n - 1))
+
+
+def _p_equivalence(mean: float, se: float, n: int, bound: float) -> float:
+    """Two one-sided tests (mean > -bound and mean < +bound), doubled: p < 0.05 exactly when the 95% interval lies
+    inside +-bound."""
+    if se == 0:
+        return 0.0 if abs(mean) < bound else 1.0
+    one_sided = max(stats.t.sf((mean + bound) / se, n - 1), stats.t.sf((bound - mean) / se, n - 1))
+    return float(min(1.0, 2 * one_sided))
+
+
+def detection_power(n: int, sd: float, effect: float) -> float:
+    """Probability that n paired seeds with spread `sd` decide (95% interval excludes 0) for a true mean difference
+    `effect`: the noncentral t distribution."""
+    if n < 2 or not sd > 0:
+        return math.nan
+    df, crit = n - 1, stats.t.ppf(1 - ALPHA / 2, n - 1)
+    nc = effect / (sd / math.sqrt(n))
+    value = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    return value if math.isfinite(value) else 1.0  # scipy gives nan far out in the tail, where the power is 1
+
+
+def power(n: int, sd: float, observed: float) -> dict:
+    """For an inconclusive part: the smallest difference these n seeds detect with 80% power (`detectable`), and
+    the seeds that would detect the observed difference with 80% power (`seeds_needed`; None when it cannot be
+    said: fewer than 2 seeds, no spread, or no difference)."""
+    if n < 2 or not sd > 0 or not math.isfinite(sd):
+        return {"detectable": None, "seeds_needed": None, "observed": observed}
+    high = sd
+    while detection_power(n, sd, high) < POWER:
+        high *= 2
+    detectable = optimize.brentq(lambda d: detection_power(n, sd, d) - POWER, 0.0, high, xtol=1e-12 * sd)
+    needed = None
+    if observed and math.isfinite(observed):
+        needed = next((m for m in _seed_counts() if detection_power(m, sd, abs(observed)) >= POWER), None)
+    return {"detectable": float(detectable), "seeds_needed": needed, "observed": observed}
+
+
+def _seed_counts():
+    m = 2
+    while m <= MAX_SEEDS:
+        yield m
+        m += 1 if m < 100 else max(1, m // 20)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest p times (m - i + 1), made monotone, capped at 1 (nan stays
+    nan and does not count)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p))
+    m = len(order)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 def combine(verdicts: list[str]) -> str:
-    if verdicts and all(v == SUPPORTED for v in verdicts):
-        return SUPPORTED
-    if verdicts and all(v == CONTRADICTED for v in verdicts):
-        return CONTRADICTED
-    if SUPPORTED in verdicts and CONTRADICTED in verdicts:
+    """A claim's verdict from its parts': their common verdict, mixed when decided parts differ (or when parts
+    point both ways), else inconclusive."""
+    if verdicts and len(set(verdicts)) == 1:
+        return verdicts[0]
+    if (SUPPORTED in verdicts and CONTRADICTED in verdicts) or (verdicts and all(v in DECIDED for v in verdicts)):
         return MIXED
     return INCONCLUSIVE
 
@@ -70,6 +157,7 @@ class Compare:
     direction: str
     margin: float = 0.0
     ratio: bool = False
+    timed: bool = False  # read from the timing phase (timing.json) where the study has one
 
     def diffs(self, table: dict, data: str) -> dict[int, float]:
         a, b = table.get((data, *self.a), {}), table.get((data, *self.b), {})
@@ -305,10 +393,10 @@ def claims(cfg: dict, arms: list[dict]) -> list[Claim]:
         )
     )
     speed = [Compare(f"epoch at batch {ref} slower than at {large}", "seconds_per_epoch", batch("none", ref),
-                     batch("none", large), "greater")]
+                     batch("none", large), "greater", timed=True)]
     if small < ref:
         speed.insert(0, Compare(f"epoch at batch {small} slower than at {ref}", "seconds_per_epoch",
-                                batch("none", small), batch("none", ref), "greater"))
+                                batch("none", small), batch("none", ref), "greater", timed=True))
     return [
         Claim(1, "Regularization trades training fit for evaluation performance.", trade, "learning_curves.png"),
         Claim(2, "L2 keeps weights small and narrows the train-test gap.", (
@@ -335,7 +423,7 @@ def claims(cfg: dict, arms: list[dict]) -> list[Claim]:
             Compare(f"epochs to reach train accuracy {cfg['learn_target']}: dropout minus none", "epochs_to_target",
                     (H, "dropout"), (H, "none"), "greater"),
             Compare("seconds per epoch: dropout / none - 1 (not below -3%)", "seconds_per_epoch", (H, "dropout"),
-                    (H, "none"), "noninferior", margin=0.03, ratio=True),
+                    (H, "none"), "noninferior", margin=0.03, ratio=True, timed=True),
         ), "learning_curves.png"),
         Claim(8, "Dropout belongs to training only: left on at evaluation it lowers accuracy and predictions vary.", (
             Probe("test accuracy: evaluation mode minus dropout left on", "dropout_accuracy_drop",
@@ -382,27 +470,41 @@ def results_table(rows: list[dict]) -> dict:
     return table
 
 
-def evaluate_claims(cfg: dict, rows: list[dict], arms: list[dict] | None = None) -> list[dict]:
-    """Every claim's verdict per data set, with the numbers behind each part. `rows`: result rows, each with its
-    run's probes.json under "probes" where the claims need it; `arms`: the plan's arms (default: those in rows)."""
+def evaluate_claims(cfg: dict, rows: list[dict], arms: list[dict] | None = None,
+                    timing: list[dict] | None = None) -> list[dict]:
+    """Every claim's verdict per data set, with the numbers behind each part, whether it is decided, and whether
+    each decided paired part survives Holm's correction over all paired parts of all claims (per data set).
+    `rows`: result rows, each with its run's probes.json under "probes" where the claims need it; `arms`: the
+    plan's arms (default: those in rows); `timing`: the timing phase's rows (timing.json), which the timed parts
+    read instead of the runs' own epoch times."""
     table = results_table(rows)
+    timed = results_table([{**r, "status": "finished"} for r in timing]) if timing else table
+    smallest = cfg.get("smallest_effect") or {}
     out = []
     for claim in claims(cfg, arms if arms is not None else arms_from_rows(rows, cfg)):
         per_data = {}
         for data in cfg["data"]:
-            parts = [evaluate_part(part, table, data) for part in claim.parts]
-            per_data[data] = {"verdict": combine([p["verdict"] for p in parts]), "parts": parts}
+            parts = [evaluate_part(part, timed if getattr(part, "timed", False) else table, data, smallest)
+                     for part in claim.parts]
+            per_data[data] = {"verdict": combine([p["verdict"] for p in parts]),
+                              "decided": all(p["verdict"] in DECIDED for p in parts), "parts": parts}
         out.append({"number": claim.number, "text": claim.text, "figure": claim.figure, "data": per_data})
+    for data in cfg["data"]:
+        paired = [p for v in out for p in v["data"][data]["parts"] if p["kind"] == "paired"]
+        for part, adjusted in zip(paired, holm([p["p"] for p in paired]), strict=True):
+            part["p_holm"] = adjusted
+            part["holm"] = part["verdict"] in DECIDED and adjusted < ALPHA
     return out
 
 
-def evaluate_part(part, table: dict, data: str) -> dict:
+def evaluate_part(part, table: dict, data: str, smallest: dict | None = None) -> dict:
     if isinstance(part, Check | ClosedForm):
         return {"label": part.label, "kind": "check", **part.evaluate(table, data)}
     diffs = part.diffs(table, data)
-    result = paired_verdict(list(diffs.values()), part.direction, part.margin)
+    effect = (smallest or {}).get(getattr(part, "metric", None))
+    result = paired_verdict(list(diffs.values()), part.direction, part.margin, effect)
     return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
-            "diffs": diffs, **result}
+            "smallest_effect": effect, "diffs": diffs, **result}
 
 
 def probe_values(cfg: dict, rows: list[dict], arms: list[dict]) -> dict:

@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..regularizers import tunable
 from ..runs import RunConfig
 from . import claims, plan
+from .results import AGGREGATE_METRICS
 
 PRESETS = ("quick", "standard", "full")
 
@@ -47,6 +48,10 @@ class StudyConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [4, 32, 128])
     batch_epochs: int | None = None  # epochs for the batch-size runs (default: epochs)
     learn_target: float = 0.95  # clean training accuracy that defines "learned" for learning speed
+    # smallest effect of interest per metric: a paired interval inside +-it is "negligible" (no practical difference)
+    smallest_effect: dict[str, float] = field(default_factory=lambda: {
+        "test_acc": 0.003, "train_acc": 0.003, "gap": 0.003})
+    timing_repeats: int = 5  # repetitions of the timing phase (seconds per epoch, measured alone); 0: none
     quick: bool = False  # marks a reduced study in the report
     nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
 
@@ -70,6 +75,10 @@ class StudyConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        for metric, value in self.smallest_effect.items():
+            if metric not in AGGREGATE_METRICS or not value > 0:
+                metrics = ", ".join(AGGREGATE_METRICS)
+                raise ConfigError(f"[smallest_effect] {metric} = {value}: give a metric of {metrics} and a number > 0")
         techniques = tunable()
         for table in ("sweep", "textbook"):
             unknown = set(getattr(self, table)) - set(techniques)

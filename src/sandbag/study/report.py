@@ -21,9 +21,10 @@ from .. import files
 from . import claims, figures
 from .results import read_metrics, read_results
 
-VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "inconclusive": "inconclusive",
-                "mixed": "mixed"}
+VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negligible": "NEGLIGIBLE",
+                "inconclusive": "inconclusive", "mixed": "mixed"}
 PROBES = "probes.json"  # written into each run folder by sandbag.study.probes
+TIMING = "timing.json"  # written into the study folder by sandbag.study.timing
 
 
 def build_report(study_dir: Path | str) -> Path:
@@ -36,12 +37,21 @@ def build_report(study_dir: Path | str) -> Path:
     colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
     figure_paths = {data: _figures(study_dir, cfg, meta, rows, arms, data, colors) for data in cfg["data"]}
     files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg, rows, arms)))
-    verdicts = claims.evaluate_claims(cfg, rows, arms)
+    timing = _read_timing(study_dir)
+    verdicts = claims.evaluate_claims(cfg, rows, arms, timing=timing["rows"] if timing else None)
     files.write_json(study_dir / "verdicts.json", jsonable(verdicts))
-    blocks = _document(meta, rows, arms, verdicts, figure_paths, study_dir)
+    blocks = _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing)
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir))
     return study_dir / "report.html"
+
+
+def _read_timing(study_dir: Path) -> dict | None:
+    """timing.json of the timing phase (`sandbag.study.timing`), or None for a study without one."""
+    try:
+        return json.loads((study_dir / TIMING).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def study_arms(meta: dict, rows: list[dict]) -> list[dict]:
@@ -125,9 +135,10 @@ def _curves(study_dir: Path, rows, arms, data) -> dict:
         runs = _runs(rows, data, "headline", arm)
         if not runs:
             continue
-        histories = [read_metrics(study_dir / r["run_dir"]) for r in runs]
+        # the evaluated epochs (every eval_every-th and the last) that every seed reached
+        histories = [[row for row in read_metrics(study_dir / r["run_dir"]) if "test_acc" in row] for r in runs]
         epochs = min(len(h) for h in histories)
-        curves[arm] = {"epoch": list(range(1, epochs + 1)),
+        curves[arm] = {"epoch": [row["epoch"] for row in histories[0][:epochs]],
                        "train_acc": [[row["train_acc"] for row in h[:epochs]] for h in histories],
                        "test_acc": [[row["test_acc"] for row in h[:epochs]] for h in histories]}
     return curves
@@ -179,7 +190,7 @@ def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
 # The document: a list of blocks rendered to Markdown and to HTML from one source
 
 
-def _document(meta, rows, arms, verdicts, figure_paths, study_dir) -> list[tuple]:
+def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None) -> list[tuple]:
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
@@ -205,11 +216,20 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir) -> list[tuple
             f"epochs, seed 0), never on the test set. The chosen value then runs on {cfg['seeds']} seeds.",
             "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
             "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
-            "as good'), contradicted if on the other side, inconclusive otherwise. Multi-part claims: supported "
-            "if every part is, contradicted if every part is, else mixed/inconclusive.",
+            "as good'), contradicted if on the other side, negligible (no practical difference) if neither and the "
+            "interval lies inside ± the smallest effect of interest, inconclusive otherwise. A claim is decided "
+            "when every part is supported, contradicted or negligible; its verdict is their common one, or mixed.",
+            f"Smallest effects of interest: {_smallest(cfg)}.",
+            "Multiple comparisons: beside each verdict, its p-value (of the test behind it: zero difference, the "
+            "margin, or both equivalence bounds; p < 0.05 exactly when the interval decides) adjusted by Holm's "
+            "method over every paired part of every claim of the data set (family-wise error 5%).",
+            "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from "
+            "the observed paired spread), and the seeds that would detect the observed difference.",
             "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
             f"epoch at which clean training accuracy reaches {cfg['learn_target']} (epochs + 1 if never).",
-            "Timings come from runs executed in parallel workers; they are paired by seed but share the machine.",
+            (f"Timing claims (seconds per epoch): {timing['method']}." if timing else
+             "Timing claims (seconds per epoch): from the runs themselves, which ran in parallel workers and shared "
+             "the machine (this study has no timing phase)."),
         ]),
     ]
     for data in cfg["data"]:
@@ -217,15 +237,17 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir) -> list[tuple
         blocks += _headline_section(rows, arms, data, figure_paths[data])
     blocks += [("h2", "Claims")]
     blocks.append(("table", ["#", "claim", *cfg["data"]],
-                   [[str(v["number"]), v["text"], *[VERDICT_MARK[v["data"][d]["verdict"]] for d in cfg["data"]]]
+                   [[str(v["number"]), v["text"], *[_claim_cell(v["data"][d]) for d in cfg["data"]]]
                     for v in verdicts]))
+    blocks += _claims_summary(cfg, verdicts)
     for v in verdicts:
         blocks.append(("h3", f"{v['number']}. {v['text']}"))
         for data in cfg["data"]:
             result = v["data"][data]
-            blocks.append(("p", f"**{data}: {VERDICT_MARK[result['verdict']]}**"))
-            blocks.append(("table", ["part", "n", "mean difference", "95% CI", "verdict"],
-                           [_part_row(p) for p in result["parts"]]))
+            blocks.append(("p", f"**{data}: {_claim_cell(result)}**"))
+            blocks.append(("table", ["part", "n", "mean difference", "95% CI", "smallest effect", "verdict",
+                                     "p (Holm)", "survives Holm"], [_part_row(p) for p in result["parts"]]))
+            blocks += [("p", line) for line in _power_lines(result["parts"])]
             if v["figure"] and v["figure"] in figure_paths[data]:
                 blocks.append(("img", figure_paths[data][v["figure"]], f"{v['figure']} ({data})"))
     blocks += [("h2", "Files"), ("p", "results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
@@ -293,10 +315,66 @@ def _headline_section(rows, arms, data, paths) -> list[tuple]:
 
 def _part_row(p: dict) -> list[str]:
     if p["kind"] == "check":
-        return [p["label"], str(p["n"]), f"worst {_g(p['mean'])} (tolerance {_g(p['tolerance'])})", "",
-                VERDICT_MARK[p["verdict"]]]
+        return [p["label"], str(p["n"]), f"worst {_g(p['mean'])} (tolerance {_g(p['tolerance'])})", "", "",
+                VERDICT_MARK[p["verdict"]], "", "(deterministic check)"]
     ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
-    return [p["label"], str(p["n"]), _g(p["mean"]), ci, VERDICT_MARK[p["verdict"]]]
+    smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
+    survives = "yes" if p.get("holm") else "no" if p["verdict"] in claims.DECIDED else "—"
+    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, VERDICT_MARK[p["verdict"]],
+            _g(p.get("p_holm")), survives]
+
+
+def _claim_cell(result: dict) -> str:
+    mark = VERDICT_MARK[result["verdict"]]
+    return f"{mark} (decided)" if result["verdict"] == claims.MIXED and result.get("decided") else mark
+
+
+def _smallest(cfg: dict) -> str:
+    effects = cfg.get("smallest_effect") or {}
+    return ", ".join(f"{metric} {_g(value)}" for metric, value in effects.items()) or "none named"
+
+
+def _power_lines(parts: list[dict]) -> list[str]:
+    lines = []
+    for p in parts:
+        power = p.get("power")
+        if p["verdict"] != claims.INCONCLUSIVE or not power or power.get("detectable") is None:
+            continue
+        needed = power.get("seeds_needed")
+        more = (f"{needed} seeds would detect the observed difference ({_g(power['observed'])})" if needed
+                else "no number of seeds detects a difference of 0" if not power.get("observed")
+                else f"more than {claims.MAX_SEEDS} seeds would be needed for the observed difference")
+        lines.append(f"Power ({p['label']}): with n = {p['n']} the smallest difference detected with 80% power is "
+                     f"{_g(power['detectable'])}; {more}.")
+    return lines
+
+
+def _claims_summary(cfg: dict, verdicts: list[dict]) -> list[tuple]:
+    """How many claims are decided, how many verdicts survive Holm, what a larger study could move, and the claims
+    whose verdicts differ between data sets."""
+    out = []
+    for data in cfg["data"]:
+        decided = [v["number"] for v in verdicts if v["data"][data]["decided"]]
+        paired = [p for v in verdicts for p in v["data"][data]["parts"] if p["kind"] == "paired"]
+        survive = sum(1 for p in paired if p.get("holm"))
+        out.append(("p", f"**{data}: {len(decided)} of {len(verdicts)} claims decided** (every part supported, "
+                         f"contradicted or negligible); {survive} of {len(paired)} paired parts survive Holm's "
+                         "correction (family-wise 5%)."))
+        open_claims = []
+        for v in verdicts:
+            needed = [p.get("power", {}).get("seeds_needed") for p in v["data"][data]["parts"]
+                      if p["verdict"] == claims.INCONCLUSIVE]
+            if needed:
+                known = [n for n in needed if n]
+                open_claims.append(f"{v['number']}" + (f" (≈{max(known)} seeds)" if known else ""))
+        if open_claims:
+            out.append(("p", f"{data}: a larger study could still move claims {', '.join(open_claims)}; "
+                             "`sandbag study --seeds N --extra-seeds N` on the same folder reuses the runs done."))
+    if len(cfg["data"]) > 1:
+        differ = [str(v["number"]) for v in verdicts if len({v["data"][d]["verdict"] for d in cfg["data"]}) > 1]
+        out.append(("p", "Verdicts that differ between data sets (a finding in itself): "
+                         + (", ".join(differ) if differ else "none") + "."))
+    return out
 
 
 def _g(x) -> str:

@@ -30,17 +30,20 @@ def read_metrics(folder: Path | str) -> list[dict]:
 
 
 def epochs_to_target(metrics: list[dict], target: float, chance: float) -> float:
-    """Fractional epoch at which clean training accuracy first reaches `target` (linear between epochs, from
-    chance accuracy at epoch 0); epochs + 1 if it never does (censored)."""
+    """Fractional epoch at which clean training accuracy first reaches `target`, linear between the evaluated
+    epochs (from chance accuracy at epoch 0; epochs without clean figures, see `eval_every`, are skipped);
+    the last epoch + 1 if it never does (censored)."""
     previous_epoch, previous_acc = 0.0, chance
     for row in metrics:
-        acc = row["train_acc"]
+        acc = row.get("train_acc")
+        if acc is None:
+            continue
         if acc >= target:
             if acc == previous_acc:
                 return float(row["epoch"])
             return previous_epoch + (target - previous_acc) / (acc - previous_acc) * (row["epoch"] - previous_epoch)
         previous_epoch, previous_acc = float(row["epoch"]), acc
-    return float(len(metrics) + 1)
+    return float((metrics[-1]["epoch"] if metrics else 0) + 1)
 
 
 def result_row(run, study_dir: Path, summary: dict, learn_target: float) -> dict:

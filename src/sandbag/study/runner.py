@@ -27,7 +27,7 @@ from .. import files
 from ..errors import ConfigError, OutputError
 from ..regularizers import tunable
 from ..runs import read_summary, versions
-from . import plan, probes
+from . import plan, probes, timing
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, make_executor
 from .plan import Run, choose_strengths, dependent_runs, independent_runs
@@ -108,8 +108,11 @@ def run_study(
         files.write_json(study_dir / "study.json", meta)
         scheduler = Scheduler(cfg, study_dir, pool, on_progress)
         rows, chosen = scheduler.run()
+        timed = time.perf_counter()
+        if cfg.timing_repeats and all(d in chosen for d in cfg.data):
+            timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
         meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
-                    wall_seconds=time.perf_counter() - started,
+                    timing_seconds=time.perf_counter() - timed, wall_seconds=time.perf_counter() - started,
                     cpu_seconds_runs=sum(r.get("total_seconds") or 0 for r in rows), runs=len(rows))
         files.write_json(study_dir / "study.json", meta)
     return rows
