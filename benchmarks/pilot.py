@@ -28,9 +28,11 @@ from pathlib import Path
 import _common as C
 
 from sandbag.study.claims import paired_verdict
+from sandbag.study.results import epochs_to_target
 from sandbag.train import RunConfig, fit
 
 ARMS = "none,bn,dropout=0.4,noise=0.3,l2=1e-3,l2=1e-3:decoupled,l1=1e-5"
+LEARN_TARGET = 0.95  # clean training accuracy that counts as learned (the study's learn_target)
 
 
 def _init(threads: int) -> None:
@@ -41,8 +43,10 @@ def _init(threads: int) -> None:
 
 def _run(cfg_dict: dict) -> dict:
     started = time.perf_counter()
-    summary = fit(RunConfig.from_dict(cfg_dict))
+    history: list[dict] = []
+    summary = fit(RunConfig.from_dict(cfg_dict), on_epoch=history.append)
     return {**{k: summary.get(k) for k in ("status", "train_acc", "test_acc", "gap", "weight_l2")},
+            "epochs_to_target": epochs_to_target(history, LEARN_TARGET, chance=0.1),
             "seconds": time.perf_counter() - started}
 
 
@@ -51,7 +55,10 @@ def main() -> None:
     p.add_argument("--data", default="mnist-5k")
     p.add_argument("--test", default="rest", choices=("rest", "default"))
     p.add_argument("--regimes", default="1000x30,500x40", help="comma-separated TRAINxEPOCHS (default 1000x30,500x40)")
-    p.add_argument("--arms", default=ARMS, help=f"comma-separated spec lists, '+' joins specs (default {ARMS})")
+    p.add_argument("--arms", default=ARMS, help=f"comma-separated spec lists, '+' joins specs, '@B' sets the batch "
+                   f"size (e.g. bn@4; default {ARMS})")
+    p.add_argument("--eval-every", type=int, help="clean figures every k epochs (default: only after the last)")
+    p.add_argument("--track-size", type=int, help="clean accuracy on this many training images each epoch")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--workers", type=int, default=C.cores())
     p.add_argument("--batch-size", type=int, default=32)
@@ -64,10 +71,12 @@ def main() -> None:
     jobs = []
     for size, epochs in regimes:
         for arm in arms:
-            regs = [] if arm == "none" else arm.split("+")
+            specs, _, batch = arm.partition("@")
+            regs = [] if specs == "none" else specs.split("+")
             for seed in range(args.seeds):
-                cfg = RunConfig(data=args.data, train_size=size, test=args.test, epochs=epochs, eval_every=epochs,
-                                batch_size=args.batch_size, regs=regs, seed=seed, threads=1)
+                cfg = RunConfig(data=args.data, train_size=size, test=args.test, epochs=epochs,
+                                eval_every=args.eval_every or epochs, track_size=args.track_size,
+                                batch_size=int(batch or args.batch_size), regs=regs, seed=seed, threads=1)
                 jobs.append(((size, epochs), arm, seed, cfg.to_dict()))
     print(f"# power pilot: {args.data}, test={args.test}, {len(jobs)} runs on {args.workers} workers; "
           f"{C.describe_machine()}", flush=True)
@@ -86,8 +95,9 @@ def _table(regime: str, rows: list[dict], arms: list[str]) -> None:
         return {r["seed"]: r[key] for r in rows if r["arm"] == arm and r["status"] == "finished"}
 
     print(f"\n## {regime} (training images x epochs)\n")
-    print("| arm | train acc | test acc | gap | test - none, points [95% CI] | sd of paired diff | gap - none | s/run |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| arm | train acc | test acc | gap | test - none, points [95% CI] | sd of paired diff | gap - none | "
+          "epochs to target | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|")
     base_test, base_gap = of("none", "test_acc"), of("none", "gap")
     for arm in arms:
         test, gap, train = of(arm, "test_acc"), of(arm, "gap"), of(arm, "train_acc")
@@ -102,6 +112,7 @@ def _table(regime: str, rows: list[dict], arms: list[str]) -> None:
             sd = statistics.stdev(d) if len(d) > 1 else math.nan
             cells += [f"{v['mean']:+.2f} [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}]", f"{sd:.2f}",
                       f"{w['mean']:+.2f} [{w['ci_low']:+.2f}, {w['ci_high']:+.2f}]"]
+        cells.append(_mean(of(arm, "epochs_to_target")))
         cells.append(f"{statistics.median(secs):.1f}" if secs else "")
         print("| " + " | ".join(cells) + " |")
     sys.stdout.flush()

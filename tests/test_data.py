@@ -764,3 +764,37 @@ def _load_mutated_or_random_files(fuzz_bases, data_strategy) -> None:
         assert "\n" not in str(e)
     else:
         _check_loaded(ds)
+
+
+@pytest.mark.parametrize("val_size", [None, 700])
+def test_rest_split_uses_every_image_once_stratified_and_seeded(val_size):
+    """test="rest": train on a stratified subset, validate on val_size of the other images, test on all the rest."""
+    ds = load("mnist-5k")
+    everything = torch.cat([ds.x_train, ds.x_test]).flatten(1)
+    split = prepare(ds, train_size=1000, val_size=val_size, test="rest", seed=3)
+    parts = [split.x_train, split.x_test] + ([split.x_val] if val_size else [])
+    assert sum(len(p) for p in parts) == 5000 and len(split.x_train) == 1000
+    assert len(split.x_test) == 4000 - (val_size or 0)
+    # every image exactly once: the sorted rows of the parts are the sorted rows of the whole
+    joined = torch.cat([p.flatten(1) for p in parts])
+    key = lambda t: t[torch.argsort((t * torch.arange(1, t.shape[1] + 1)).sum(1))]  # noqa: E731
+    assert torch.equal(key(joined), key(everything))
+    assert torch.bincount(split.y_train).tolist() == [100] * 10
+    assert torch.bincount(split.y_test).tolist() == [(4000 - (val_size or 0)) // 10] * 10
+    again = prepare(ds, train_size=1000, val_size=val_size, test="rest", seed=3)
+    other = prepare(ds, train_size=1000, val_size=val_size, test="rest", seed=4)
+    assert torch.equal(again.x_train, split.x_train) and not torch.equal(other.x_train, split.x_train)
+
+
+def test_val_size_comes_from_images_not_used_for_training_and_bad_splits_are_clear():
+    ds = load("digits")
+    split = prepare(ds, train_size=500, val_size=300, seed=0)  # the default test split stays as it is
+    assert (len(split.x_train), len(split.x_val)) == (500, 300) and torch.equal(split.x_test, ds.x_test)
+    with pytest.raises(DataError, match="needs a train_size"):
+        prepare(ds, test="rest")
+    with pytest.raises(DataError, match="unknown test split"):
+        prepare(ds, train_size=100, test="all")
+    with pytest.raises(DataError, match="val_size must be between"):
+        prepare(ds, train_size=len(ds.x_train), val_size=10)
+    with pytest.raises(DataError, match="not both"):
+        prepare(ds, train_size=500, val_size=100, val_fraction=0.1)

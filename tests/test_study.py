@@ -61,11 +61,45 @@ def test_report_verdicts_follow_from_the_numbers(tiny_study):
                     want = "supported" if below else "contradicted" if above else "inconclusive"
                 else:
                     want = "supported" if above else "contradicted" if below else "inconclusive"
+                small = part["smallest_effect"]
+                if want == "inconclusive" and small and -small < low and high < small:
+                    want = "negligible"
                 assert part["verdict"] == want, (v["number"], part)
+                assert part["holm"] == (want != "inconclusive" and part["p_holm"] < 0.05), part
+                assert (part.get("power") is not None) == (want == "inconclusive"), part
+        assert result["decided"] == all(p["verdict"] in ("supported", "contradicted", "negligible")
+                                        for p in result["parts"])
         assert v["text"] in report
     meta = json.loads((out / "study.json").read_text())
     assert meta["command"] in report and "Verdict rule" in report and "Quick preset" in report
     assert set(meta["chosen"]["mnist-5k"]) == {"l2", "l1", "noise", "dropout"}
+
+
+def test_report_has_the_decision_sections_and_the_timing_phase(tiny_study):
+    """Decided count, Holm, smallest effects, power for inconclusive parts, and the timing method: in the report,
+    Markdown and HTML alike; the timing claims read timing.json (measured alone, every arm each repetition)."""
+    out, _ = tiny_study
+    verdicts = json.loads((out / "verdicts.json").read_text())
+    decided = sum(1 for v in verdicts if v["data"]["mnist-5k"]["decided"])
+    paired = [p for v in verdicts for p in v["data"]["mnist-5k"]["parts"] if p["kind"] == "paired"]
+    survive = sum(1 for p in paired if p["holm"])
+    timing = json.loads((out / "timing.json").read_text())
+    arms = {(r["group"], r["arm"]) for r in timing["rows"]}
+    assert arms == {("headline", "none"), ("headline", "dropout"), ("batch", "none-b8")}
+    assert sorted(r["seed"] for r in timing["rows"] if r["arm"] == "dropout") == [0, 1]  # timing_repeats = 2
+    twelve = next(v for v in verdicts if v["number"] == 12)["data"]["mnist-5k"]["parts"][0]
+    table = {(r["arm"], r["seed"]): r["seconds_per_epoch"] for r in timing["rows"]}
+    assert twelve["diffs"]["0"] == pytest.approx(table[("none-b8", 0)] - table[("none", 0)])
+    inconclusive = [p for p in paired if p["verdict"] == "inconclusive"]
+    with_power = [p for p in inconclusive if p["power"]["detectable"] is not None]  # none without spread
+    for page in ((out / "report.md").read_text(), (out / "report.html").read_text()):
+        assert f"{decided} of 15 claims decided" in page
+        assert f"{survive} of {len(paired)} paired parts survive Holm" in page
+        assert "Smallest effects of interest: test_acc 0.003" in page
+        assert "one epoch per arm and repetition, timed alone" in page
+        assert ("could still move claims" in page) == bool(inconclusive)
+        for part in with_power:
+            assert f"Power ({part['label']})" in page or f"Power ({part['label'].replace('<', '&lt;')})" in page
 
 
 def test_report_rebuilds_without_training_self_contained_and_escaped(tiny_study, tmp_path):

@@ -42,12 +42,13 @@ BEFORE = Path(__file__).resolve().parent / "data" / "run_folders_before_restruct
 @pytest.mark.parametrize("name", ["tiny", "quick", "standard", "full"])
 def test_every_run_folder_of_the_old_code_is_planned_again(name):
     """tests/data/run_folders_before_restructure.json: every run folder the code before the study package planned
-    for these studies (written by that code, at its last commit). The plan must name exactly the same folders, or
-    a resumed study would retrain what it has."""
+    for these studies (written by that code, at its last commit, from the presets as they were then, kept in
+    tests/data/presets_before_restructure/). The plan must name exactly the same folders, or a resumed study would
+    retrain what it has."""
     import json
 
     before = json.loads(BEFORE.read_text())[name]
-    cfg = load_config(TINY) if name == "tiny" else load_preset(name)
+    cfg = load_config(TINY if name == "tiny" else BEFORE.parent / "presets_before_restructure" / f"{name}.toml")
     folders = [str(r.folder(Path("STUDY")).relative_to("STUDY"))
                for data in cfg.data for r in plan.runs_of(cfg, data, before["chosen"])]
     assert sorted(folders) == before["folders"]

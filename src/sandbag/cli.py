@@ -65,6 +65,8 @@ def _add_train_options(train: argparse.ArgumentParser) -> None:
     option("--test", "test", str, "default: the data set's test split; rest: every image not used for training or "
                                   "validation (needs --train-size)", choices=("default", "rest"))
     option("--eval-every", "eval_every", int, "clean train/val/test figures every k epochs and at the last one")
+    option("--track-size", "track_size", int, "clean accuracy on a fixed stratified subset of this many training "
+                                              "images every epoch (track_acc)")
     train.add_argument("--standardize", action="store_true", default=None,
                        help="per-channel mean 0 / std 1 from training data")
     option("--device", "device", str, "auto (a CUDA GPU when present), cpu, cuda, cuda:N")

@@ -40,7 +40,7 @@ COMPLETE = ("finished", "diverged")  # statuses of a folder that need no rerun
 TEST_SPLITS = ("default", "rest")
 # Fields that came after the first run folders: left out of the config hash at these values, so folders made before
 # them keep their keys and are reused.
-HASHED_WHEN_SET = {"amp": None, "val_size": None, "test": "default", "eval_every": 1}
+HASHED_WHEN_SET = {"amp": None, "val_size": None, "test": "default", "eval_every": 1, "track_size": None}
 
 
 @dataclass
@@ -65,6 +65,7 @@ class RunConfig:
     nproc: int = 1  # data-parallel processes (DDP); batch_size is the global batch, split among them
     amp: str | None = None  # "bf16": bfloat16 autocast for forward and loss (changes the numbers, so it is hashed)
     eval_every: int = 1  # clean train/val/test figures every k epochs and at the last one
+    track_size: int | None = None  # each epoch: clean accuracy on a fixed stratified subset of the training images
     # How to run, not what: excluded from the config hash.
     device: str = "auto"
     threads: int | None = None
@@ -90,6 +91,7 @@ class RunConfig:
             (self.val_size is None or self.val_size > 0, f"val size must be > 0, got {self.val_size}"),
             (self.val_size is None or not self.val_fraction, "give val_size or val_fraction, not both"),
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every}"),
+            (self.track_size is None or self.track_size > 0, f"track size must be > 0, got {self.track_size}"),
             (self.batch_size % max(self.nproc, 1) == 0,
              f"batch size {self.batch_size} is the global batch and must split evenly among {self.nproc} processes"),
         ]

@@ -322,6 +322,7 @@ def fit(
     if run:
         run.start(cfg)
     board = _tensorboard(run.path if run else None) if cfg.tensorboard and writer else None
+    track = tracked_subset(cfg, s.ds)
     history: list[dict] = []
     status = "running"
     try:
@@ -335,6 +336,9 @@ def fit(
             if not math.isfinite(row["running_loss"]):
                 status = "diverged"
             t1 = time.perf_counter()
+            if track is not None:
+                row["track_acc"] = (evaluate(s.model, *track, EVAL_BATCH) if dist is None
+                                    else dist.evaluate(s.model, *track, EVAL_BATCH))["acc"]
             if evaluates(cfg, epoch) or status == "diverged":
                 if dist is not None:
                     dist.broadcast_buffers(s.model)
@@ -365,6 +369,17 @@ def fit(
         if board:
             board.close()
     return summary
+
+
+def tracked_subset(cfg: RunConfig, ds: data_mod.Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The fixed stratified subset of the training images whose clean accuracy (``track_acc``) is measured every
+    epoch with `track_size`: learning speed without evaluating everything every epoch."""
+    if cfg.track_size is None:
+        return None
+    if cfg.track_size >= len(ds.x_train):
+        return ds.x_train, ds.y_train
+    _, _, x, y = data_mod.stratified_split(ds.x_train, ds.y_train, cfg.track_size, cfg.data_seed)
+    return x, y
 
 
 def evaluates(cfg: RunConfig, epoch: int) -> bool:

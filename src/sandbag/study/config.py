@@ -33,6 +33,10 @@ class StudyConfig:
     data: list[str] = field(default_factory=lambda: ["mnist-5k"])
     model: str = "ref-cnn"
     train_size: int | None = None
+    test: str = "default"  # "rest": test on every image not used for training or validation (needs train_size)
+    val_size: int | None = None  # the sweep's validation images, from those not used for training (else val_fraction)
+    eval_every: int = 1  # clean train/val/test figures every k epochs (and at the last one)
+    track_size: int | None = None  # learning speed measured each epoch on this many training images
     epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
@@ -41,6 +45,7 @@ class StudyConfig:
     extra_seeds: int = 3  # sub-experiments: bias in L2, proximal L1, BN placement, batch sizes
     val_fraction: float = 0.1
     sweep_epochs: int = 4
+    sweep_seeds: int = 1  # seeds per strength of the validation sweep (the mean chooses; error bars in the report)
     sweep: dict[str, list[float]] = field(default_factory=lambda: {
         "l2": [1e-4, 1e-3, 1e-2], "l1": [1e-5, 1e-4, 1e-3], "noise": [0.1, 0.3, 0.5], "dropout": [0.2, 0.4, 0.6],
     })
@@ -65,6 +70,11 @@ class StudyConfig:
             (self.seeds >= 2, f"seeds must be >= 2 for a confidence interval, got {self.seeds}"),
             (2 <= self.extra_seeds <= self.seeds, f"extra_seeds must be in [2, seeds], got {self.extra_seeds}"),
             (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.test in ("default", "rest"), f"test must be default or rest, got {self.test!r}"),
+            (self.test == "default" or self.train_size, 'test = "rest" needs a train_size'),
+            (self.eval_every >= 1 and (self.track_size or 1) >= 1, "eval_every and track_size must be >= 1"),
+            (self.timing_repeats >= 0, f"timing_repeats must be >= 0, got {self.timing_repeats}"),
+            (self.sweep_seeds >= 1, f"sweep_seeds must be >= 1, got {self.sweep_seeds}"),
             (self.epochs >= 1 and self.sweep_epochs >= 1, "epochs and sweep_epochs must be >= 1"),
             (self.batch_size in self.batch_sizes, f"batch_sizes must include batch_size {self.batch_size}"),
             (all(b >= 2 for b in self.batch_sizes), "batch sizes must be >= 2 (BN needs two samples)"),

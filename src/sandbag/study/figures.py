@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span  # noqa: E402
+from .claims import PENALTY_PROBLEM, grid, paired_verdict, penalty_minima, penalty_span  # noqa: E402
 
 DPI = 110
 
@@ -484,10 +484,17 @@ def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | N
     return _save(fig, path)
 
 
+def _ci_half(values: np.ndarray) -> float:
+    """Half-width of the 95% t-interval of the mean (nan for fewer than two values): the verdict rule's interval."""
+    result = paired_verdict(list(values), "greater")
+    return result["ci_high"] - result["mean"] if result["n"] >= 2 else math.nan
+
+
 def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None,
                       colors: Mapping[str, str] | None = None) -> Path:
     """One panel per technique: validation accuracy vs strength (log x where the values span decades), each
-    point a run, the line through the mean per value, the chosen value marked. sweeps[t] = [(value, val_acc)...]."""
+    point a run, the line through the mean per value with its 95% interval (several seeds per value), the chosen
+    value marked. sweeps[t] = [(value, val_acc)...]."""
     title = "Choosing each technique's strength on validation data"
     chosen = chosen or {}
     sweeps = {k: [(float(v), float(a)) for v, a in pts if v is not None and a is not None] for k, pts in
@@ -512,7 +519,11 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
             else:
                 ax.set_xscale("log")
         ax.plot(values, accs, "o", color=color, alpha=0.45, ms=5, label="one run")
+        half = np.array([_ci_half(accs[values == u]) for u in uniq])
         ax.plot(uniq, means, "-", color=color, lw=1.8, label="mean per value")
+        if np.isfinite(half).any():
+            ax.errorbar(uniq, means, yerr=np.where(np.isfinite(half), half, 0), fmt="none", ecolor=color,
+                        capsize=4, lw=1.2, label="95% interval of the mean")
         if tech in chosen and chosen[tech] is not None:
             c = float(chosen[tech])
             ax.axvline(c, color="black", ls="--", lw=1)

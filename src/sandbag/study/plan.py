@@ -8,8 +8,8 @@ claims and the report, which therefore never hard-code an arm). The technique li
 `sandbag.regularizers`: a technique added there gets a sweep and a headline arm here without another edit.
 
     group     arm                 technique  specs              seeds        changes
-    sweep     none                none       -                  one (0)      val_fraction, sweep_epochs
-    sweep     {t}={value}         t          {t}={value}        one (0)      per strength of [sweep].t
+    sweep     none                none       -                  sweep_seeds  val_fraction, sweep_epochs
+    sweep     {t}={value}         t          {t}={value}        sweep_seeds  per strength of [sweep].t
     headline  none                none       -                  seeds
     headline  {t} (tunable)       t          {t}={t}            seeds
     headline  bn                  bn         bn                 seeds
@@ -46,7 +46,7 @@ class Arm:
     name: str  # may hold {b} (per batch size) or {value} (per sweep strength)
     technique: str  # "none" or a key of regularizers.TECHNIQUES
     specs: tuple[str, ...] = ()  # spec templates: {<technique>} = chosen strength, {value} = sweep strength
-    seeds: str = "seeds"  # "seeds" | "extra_seeds" | "one" (seed 0 only)
+    seeds: str = "seeds"  # the StudyConfig field with its seed count: seeds | extra_seeds | sweep_seeds
     overrides: tuple[tuple[str, str], ...] = ()  # (RunConfig field, StudyConfig field or "{b}"); None: keep
     per: str = ""  # "" | "batch_size" (each batch size but the reference one) | "strength" (each sweep value)
     min_nproc: int = 1  # the arm runs only when the study's nproc is at least this
@@ -66,8 +66,9 @@ _SWEEP = (("val_fraction", "val_fraction"), ("epochs", "sweep_epochs"))
 _BATCH = (("batch_size", "{b}"), ("epochs", "batch_epochs"))
 
 ARMS: tuple[Arm, ...] = (
-    Arm("sweep", "none", "none", seeds="one", overrides=_SWEEP),
-    *(Arm("sweep", f"{t}={{value}}", t, (f"{t}={{value}}",), "one", _SWEEP, per="strength") for t in tunable()),
+    Arm("sweep", "none", "none", seeds="sweep_seeds", overrides=_SWEEP),
+    *(Arm("sweep", f"{t}={{value}}", t, (f"{t}={{value}}",), "sweep_seeds", _SWEEP, per="strength")
+      for t in tunable()),
     Arm("headline", "none", "none", figures=("weights",)),
     *(Arm("headline", t, t, (f"{t}={{{t}}}",), figures=("weights",) if t in ("l2", "l1") else ())
       for t in tunable()),
@@ -103,7 +104,7 @@ def slugify(data: str) -> str:
 
 
 def _seed_count(cfg: StudyConfig, arm: Arm) -> int:
-    return 1 if arm.seeds == "one" else getattr(cfg, arm.seeds)
+    return getattr(cfg, arm.seeds)
 
 
 def _instances(cfg: StudyConfig, arm: Arm) -> list[dict]:
@@ -120,6 +121,8 @@ def _instances(cfg: StudyConfig, arm: Arm) -> list[dict]:
     for v in values:
         overrides = {}
         for run_field, source in arm.overrides:
+            if run_field == "val_fraction" and cfg.val_size is not None:
+                continue  # every run holds out the same val_size images; the sweep validates on them
             value = v["b"] if source == "{b}" else getattr(cfg, source)
             if value is not None:
                 overrides[run_field] = value
@@ -155,7 +158,8 @@ def design(cfg: StudyConfig) -> dict:
 def _runs(cfg: StudyConfig, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
     runs = []
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                optimizer=cfg.optimizer, train_size=cfg.train_size, nproc=cfg.nproc)
+                optimizer=cfg.optimizer, train_size=cfg.train_size, nproc=cfg.nproc, test=cfg.test,
+                val_size=cfg.val_size, eval_every=cfg.eval_every, track_size=cfg.track_size)
     for arm in ARMS:
         if arm.dependent != dependent:
             continue
@@ -183,18 +187,20 @@ def runs_of(cfg: StudyConfig, data: str, chosen: dict[str, float]) -> list[Run]:
 
 
 def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float]) -> tuple[dict[str, float], list[str]]:
-    """Per technique, the strength with the best validation accuracy (ties: lower validation loss).
+    """Per technique, the strength with the best validation accuracy, averaged over the sweep's seeds (ties: lower
+    mean validation loss). Only finished runs count.
 
     A technique whose every validation run diverged falls back to its textbook strength; those are returned too,
     so the report can say so."""
-    best: dict[str, tuple] = {}
+    scores: dict[tuple[str, float], list[tuple[float, float]]] = {}
     for row in sweep_rows:
-        tech = row["technique"]
-        if tech == "none" or row["status"] != "finished":
-            continue
-        score = (row["val_acc"], -row["val_loss"])
+        if row["technique"] != "none" and row["status"] == "finished":
+            scores.setdefault((row["technique"], row["strength"]), []).append((row["val_acc"], row["val_loss"]))
+    best: dict[str, tuple] = {}
+    for (tech, strength), values in scores.items():
+        score = (sum(a for a, _ in values) / len(values), -sum(loss for _, loss in values) / len(values))
         if tech not in best or score > best[tech][0]:
-            best[tech] = (score, row["strength"])
+            best[tech] = (score, strength)
     fell_back = [t for t in tunable() if t not in best]
     chosen = {tech: best[tech][1] if tech in best else fallback[tech] for tech in tunable()}
     return chosen, fell_back

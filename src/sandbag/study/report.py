@@ -210,10 +210,12 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None) 
         ("h2", "Protocol"),
         ("ul", [
             f"Model {cfg['model']}; optimizer {cfg['optimizer']} (lr {cfg['lr']}); {cfg['epochs']} epochs at batch "
-            f"{cfg['batch_size']}; training set {'all' if not cfg['train_size'] else cfg['train_size']} samples.",
-            f"Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on a "
-            f"{cfg['val_fraction']:.0%} stratified split carved from the training data ({cfg['sweep_epochs']} "
-            f"epochs, seed 0), never on the test set. The chosen value then runs on {cfg['seeds']} seeds.",
+            f"{cfg['batch_size']}; training set {'all' if not cfg['train_size'] else cfg['train_size']} samples "
+            f"(stratified, seeded); test set: {_test_text(cfg, rows)}.",
+            f"Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on "
+            f"{_validation_text(cfg)} ({cfg['sweep_epochs']} epochs, {cfg.get('sweep_seeds', 1)} seed(s) per "
+            f"strength, the mean decides), never on the test set. The chosen value then runs on {cfg['seeds']} "
+            "seeds.",
             "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
             "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
             "as good'), contradicted if on the other side, negligible (no practical difference) if neither and the "
@@ -278,18 +280,36 @@ def _problems(meta, rows) -> list[tuple]:
 def _strength_section(meta, rows, data, paths) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
-    table = []
+    table, edges = [], []
     tunable = meta.get("tunable") or list(cfg["sweep"])
     for tech in tunable:
-        sweep = sorted((r["strength"], r["val_acc"]) for r in rows if r["data"] == data and r["group"] == "sweep"
-                       and r["technique"] == tech and r["status"] == "finished")
+        runs = [r for r in rows if r["data"] == data and r["group"] == "sweep" and r["technique"] == tech
+                and r["status"] == "finished"]
+        by_value: dict[float, list[float]] = {}
+        for r in runs:
+            by_value.setdefault(r["strength"], []).append(r["val_acc"])
+        cells = []
+        for value in sorted(by_value):
+            mean, half = mean_ci(by_value[value])
+            cells.append(f"{_g(value)}: {mean:.4f}" + (f" ± {half:.4f}" if math.isfinite(half) else ""))
         book = cfg["textbook"].get(tech)
-        book_acc = next((acc for s, acc in sweep if book is not None and math.isclose(s, book)), None)
-        table.append([tech, _g(chosen.get(tech)), ", ".join(f"{_g(s)}: {acc:.4f}" for s, acc in sweep),
+        book_acc = next((sum(v) / len(v) for s, v in by_value.items() if book is not None and math.isclose(s, book)),
+                        None)
+        grid = sorted(cfg["sweep"].get(tech, []))
+        pick = chosen.get(tech)
+        if pick is not None and len(grid) > 1 and (math.isclose(pick, grid[0]) or math.isclose(pick, grid[-1])):
+            edges.append(f"{tech} ({_g(pick)}, the {'weakest' if math.isclose(pick, grid[0]) else 'strongest'})")
+        table.append([tech, _g(pick), "; ".join(cells),
                       f"{_g(book)}" + (f" (val acc {book_acc:.4f})" if book_acc is not None else " (not swept)")])
-    return [("h2", f"Chosen strengths ({data})"),
-            ("table", ["technique", "chosen", "validation accuracy per strength", "textbook setting"], table),
-            ("img", paths["validation_curves.png"], f"validation curves ({data})")]
+    seeds = cfg.get("sweep_seeds", 1)
+    blocks = [("h2", f"Chosen strengths ({data})"),
+              ("p", f"Validation accuracy per strength: mean over {seeds} seed(s)"
+                    + (" ± the half-width of its 95% interval" if seeds > 1 else "") + "."),
+              ("table", ["technique", "chosen", "validation accuracy per strength", "textbook setting"], table)]
+    if edges:
+        blocks.append(("p", f"**At an edge of its grid: {', '.join(edges)}. A wider grid might choose another "
+                            "strength.**"))
+    return [*blocks, ("img", paths["validation_curves.png"], f"validation curves ({data})")]
 
 
 def _headline_section(rows, arms, data, paths) -> list[tuple]:
@@ -327,6 +347,19 @@ def _part_row(p: dict) -> list[str]:
 def _claim_cell(result: dict) -> str:
     mark = VERDICT_MARK[result["verdict"]]
     return f"{mark} (decided)" if result["verdict"] == claims.MIXED and result.get("decided") else mark
+
+
+def _test_text(cfg: dict, rows: list[dict]) -> str:
+    if cfg.get("test") == "rest":
+        return "every image not used for training or validation"
+    return "the data set's own test split"
+
+
+def _validation_text(cfg: dict) -> str:
+    if cfg.get("val_size"):
+        return (f"{cfg['val_size']} stratified images not used for training" +
+                (", held out of the test set" if cfg.get("test") == "rest" else ""))
+    return f"a {cfg['val_fraction']:.0%} stratified split carved from the training data"
 
 
 def _smallest(cfg: dict) -> str:

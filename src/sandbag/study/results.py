@@ -32,10 +32,12 @@ def read_metrics(folder: Path | str) -> list[dict]:
 def epochs_to_target(metrics: list[dict], target: float, chance: float) -> float:
     """Fractional epoch at which clean training accuracy first reaches `target`, linear between the evaluated
     epochs (from chance accuracy at epoch 0; epochs without clean figures, see `eval_every`, are skipped);
-    the last epoch + 1 if it never does (censored)."""
+    the last epoch + 1 if it never does (censored). Runs with `track_size` measure it every epoch on their fixed
+    training subset (``track_acc``), which is then used."""
+    key = "track_acc" if any("track_acc" in row for row in metrics) else "train_acc"
     previous_epoch, previous_acc = 0.0, chance
     for row in metrics:
-        acc = row.get("train_acc")
+        acc = row.get(key)
         if acc is None:
             continue
         if acc >= target:
