@@ -78,8 +78,8 @@ def main() -> None:
                                 eval_every=args.eval_every or epochs, track_size=args.track_size,
                                 batch_size=int(batch or args.batch_size), regs=regs, seed=seed, threads=1)
                 jobs.append(((size, epochs), arm, seed, cfg.to_dict()))
-    print(f"# power pilot: {args.data}, test={args.test}, {len(jobs)} runs on {args.workers} workers; "
-          f"{C.describe_machine()}", flush=True)
+    print(f"## Power pilot\n\n`python benchmarks/pilot.py {' '.join(sys.argv[1:])}`: {args.data}, "
+          f"test={args.test}, {len(jobs)} runs on {args.workers} workers; {C.describe_machine()}", flush=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_init, initargs=(1,)) as pool:
         results = list(pool.map(_run, [j[3] for j in jobs]))
     rows = [{"regime": f"{r[0]}x{r[1]}", "arm": arm, "seed": seed, **res}
@@ -94,7 +94,7 @@ def _table(regime: str, rows: list[dict], arms: list[str]) -> None:
     def of(arm, key):
         return {r["seed"]: r[key] for r in rows if r["arm"] == arm and r["status"] == "finished"}
 
-    print(f"\n## {regime} (training images x epochs)\n")
+    print(f"\n### {regime} (training images x epochs)\n")
     print("| arm | train acc | test acc | gap | test - none, points [95% CI] | sd of paired diff | gap - none | "
           "epochs to target | s/run |")
     print("|---|---|---|---|---|---|---|---|---|")

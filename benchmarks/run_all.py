@@ -33,6 +33,7 @@ SCRIPTS = {
     "inference": [],
     "parallelism": [],
     "study_time": ["--presets", "quick,standard", "--baseline", BASELINE_REV],
+    "pilot": ["--regimes", "1000x30,500x40", "--seeds", "6", "--track-size", "500", "--eval-every", "10"],
 }
 
 INTRO = """# Benchmarks
@@ -43,9 +44,9 @@ the load average at the start of each script is printed with it.
 
 Reproduce: `make bench` (all of them, rewrites this file; the GPU check section is kept), or one script:
 `python benchmarks/throughput.py`, `keras_peer.py` (`--setup` once: creates benchmarks/.keras-venv with
-tensorflow-cpu), `inference.py`, `parallelism.py`, `study_time.py [--presets quick] [--baseline REV]`; `--smoke`
-for a quick check that a script runs. On a GPU machine: `bash benchmarks/gpu_check.sh` (its output goes under
-"GPU check" by hand).
+tensorflow-cpu), `inference.py`, `parallelism.py`, `study_time.py [--presets quick] [--baseline REV]`, `pilot.py`
+(the power pilot behind the standard preset's regime); `--smoke` for a quick check that a script runs. On a GPU
+machine: `bash benchmarks/gpu_check.sh` (its output goes under "GPU check" by hand).
 """
 
 

@@ -40,6 +40,13 @@ def test_throughput_prints_its_table_with_every_variant():
     assert "MFLOP" in out and "GFLOP/s" in out
 
 
+def test_power_pilot_prints_each_arm_against_none():
+    out = _run("pilot.py")
+    assert out.startswith("## Power pilot") and "### 100x2 (training images x epochs)" in out
+    assert "| arm | train acc | test acc | gap | test - none, points [95% CI] |" in out
+    assert "| none |" in out and "| dropout=0.4 |" in out
+
+
 def test_inference_checks_the_folded_model_and_prints_its_table():
     out = _run("inference.py")
     assert "| batch | model | samples/s | vs unfolded | spread |" in out

@@ -17,14 +17,14 @@ from sandbag.study.claims import (
     SUPPORTED,
     combine,
     detection_power,
-    holm,
-    power,
     evaluate_claims,
+    holm,
     l1_minimum,
     l2_minimum,
     numeric_minimum,
     paired_verdict,
     penalty_check,
+    power,
 )
 
 VERDICTS = (SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE)

@@ -96,7 +96,7 @@ def test_report_has_the_decision_sections_and_the_timing_phase(tiny_study):
         assert f"{decided} of 15 claims decided" in page
         assert f"{survive} of {len(paired)} paired parts survive Holm" in page
         assert "Smallest effects of interest: test_acc 0.003" in page
-        assert "one epoch per arm and repetition, timed alone" in page
+        assert "seconds per epoch per arm and repetition, timed alone" in page
         assert ("could still move claims" in page) == bool(inconclusive)
         for part in with_power:
             assert f"Power ({part['label']})" in page or f"Power ({part['label'].replace('<', '&lt;')})" in page
@@ -198,3 +198,26 @@ def test_presets_load_and_bad_configs_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="unknown preset"):
         load_preset("huge")
     assert StudyConfig.from_dict(StudyConfig().to_dict()) == StudyConfig()
+
+
+def test_more_seeds_reuse_the_runs_already_done(tiny_study, tmp_path):
+    """`sandbag study --seeds 3 --extra-seeds 3` on a finished 2-seed study adds the third seed's runs only."""
+    out, _ = tiny_study
+    copy = tmp_path / "more"
+    shutil.copytree(out, copy)
+    before = {p.name for p in (copy / "runs" / "mnist-5k").iterdir()}
+    cmd = [sys.executable, "-m", "sandbag", "study", "--config", str(TINY), "--out", str(copy), "--quiet",
+           "--seeds", "3", "--extra-seeds", "3", "--workers", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    after = {p.name for p in (copy / "runs" / "mnist-5k").iterdir()}
+    assert before < after
+    assert {name.rsplit("-", 1)[0].rsplit("-s", 1)[1] for name in after - before} == {"2"}  # only seed 2 is new
+    for name in before:  # the old runs were reused, not retrained
+        src, dst = out / "runs" / "mnist-5k" / name / "summary.json", copy / "runs" / "mnist-5k" / name / "summary.json"
+        assert src.read_text() == dst.read_text(), name
+    meta = json.loads((copy / "study.json").read_text())
+    assert meta["config"]["seeds"] == 3 and meta["config"]["extra_seeds"] == 3
+    verdicts = json.loads((copy / "verdicts.json").read_text())
+    assert next(v for v in verdicts if v["number"] == 6)["data"]["mnist-5k"]["parts"][0]["n"] == 3
+    assert "study wall time" in result.stdout

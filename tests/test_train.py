@@ -162,3 +162,24 @@ def test_tensorboard_event_files(tmp_path):
     pytest.importorskip("tensorboard")
     fit(RunConfig(data="mnist-5k", train_size=200, epochs=1, batch_size=50, tensorboard=True), tmp_path / "run")
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_eval_every_measures_every_kth_and_the_last_epoch_and_tracks_learning_each_epoch():
+    """eval_every=2 over 5 epochs: clean figures at epochs 2, 4 and 5 only; track_size = every training image gives
+    track_acc each epoch, equal to the clean train accuracy where both are measured, so learning speed (epochs to a
+    target) is the same as with a full evaluation every epoch."""
+    from sandbag.study.results import epochs_to_target
+
+    small = dict(data="mnist-5k", train_size=200, epochs=5, batch_size=50)
+    rows, full = [], []
+    summary = fit(RunConfig(**small, eval_every=2, track_size=200), on_epoch=rows.append)
+    fit(RunConfig(**small), on_epoch=full.append)
+    assert [r["epoch"] for r in rows if "test_acc" in r] == [2, 4, 5]
+    assert all("track_acc" in r for r in rows) and summary["test_acc"] == rows[-1]["test_acc"]
+    for tracked, every in zip(rows, full, strict=True):
+        assert tracked["track_acc"] == pytest.approx(every["train_acc"], abs=1e-12)  # same seed, same model
+        if "train_acc" in tracked:
+            assert tracked["train_acc"] == pytest.approx(tracked["track_acc"], abs=1e-12)
+    for target in (0.5, 0.8, 0.95):
+        assert epochs_to_target(rows, target, 0.1) == pytest.approx(epochs_to_target(full, target, 0.1))
+    assert RunConfig(**small, eval_every=2).key() != RunConfig(**small).key()  # it changes what a run records

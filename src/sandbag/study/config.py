@@ -23,6 +23,7 @@ from . import claims, plan
 from .results import AGGREGATE_METRICS
 
 PRESETS = ("quick", "standard", "full")
+DATA_OPTIONS = ("train_size", "test", "val_size")  # what `data_options` may set per data set
 
 
 @dataclass
@@ -37,12 +38,15 @@ class StudyConfig:
     val_size: int | None = None  # the sweep's validation images, from those not used for training (else val_fraction)
     eval_every: int = 1  # clean train/val/test figures every k epochs (and at the last one)
     track_size: int | None = None  # learning speed measured each epoch on this many training images
+    # per data set: its own train_size / test / val_size, e.g. {"fashion-mnist": {"test": "default"}}
+    data_options: dict[str, dict[str, str | int]] = field(default_factory=dict)
     epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
     seeds: int = 5  # headline comparison
     extra_seeds: int = 3  # sub-experiments: bias in L2, proximal L1, BN placement, batch sizes
+    batch_seeds: int | None = None  # the batch-size arms' seeds, if fewer than extra_seeds (None: extra_seeds)
     val_fraction: float = 0.1
     sweep_epochs: int = 4
     sweep_seeds: int = 1  # seeds per strength of the validation sweep (the mean chooses; error bars in the report)
@@ -71,10 +75,11 @@ class StudyConfig:
             (2 <= self.extra_seeds <= self.seeds, f"extra_seeds must be in [2, seeds], got {self.extra_seeds}"),
             (0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}"),
             (self.test in ("default", "rest"), f"test must be default or rest, got {self.test!r}"),
-            (self.test == "default" or self.train_size, 'test = "rest" needs a train_size'),
             (self.eval_every >= 1 and (self.track_size or 1) >= 1, "eval_every and track_size must be >= 1"),
             (self.timing_repeats >= 0, f"timing_repeats must be >= 0, got {self.timing_repeats}"),
             (self.sweep_seeds >= 1, f"sweep_seeds must be >= 1, got {self.sweep_seeds}"),
+            (self.batch_seeds is None or 2 <= self.batch_seeds <= self.extra_seeds,
+             f"batch_seeds must be in [2, extra_seeds], got {self.batch_seeds}"),
             (self.epochs >= 1 and self.sweep_epochs >= 1, "epochs and sweep_epochs must be >= 1"),
             (self.batch_size in self.batch_sizes, f"batch_sizes must include batch_size {self.batch_size}"),
             (all(b >= 2 for b in self.batch_sizes), "batch sizes must be >= 2 (BN needs two samples)"),
@@ -85,6 +90,13 @@ class StudyConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        for data, options in self.data_options.items():
+            unknown = set(options) - set(DATA_OPTIONS)
+            if unknown:
+                raise ConfigError(f"[data_options.{data}] has unknown keys {sorted(unknown)}; valid: "
+                                  f"{', '.join(DATA_OPTIONS)}")
+        for data in self.data:
+            RunConfig(**self.split(data))  # the split options of each data set, checked as its runs will be
         for metric, value in self.smallest_effect.items():
             if metric not in AGGREGATE_METRICS or not value > 0:
                 metrics = ", ".join(AGGREGATE_METRICS)
@@ -104,6 +116,10 @@ class StudyConfig:
             for v in values:
                 RunConfig(regs=[f"{tech}={v}"])
         check_claims(self)
+
+    def split(self, data: str) -> dict:
+        """train_size, test and val_size of data set `data`: the study's, or its `data_options`."""
+        return {key: self.data_options.get(data, {}).get(key, getattr(self, key)) for key in DATA_OPTIONS}
 
     def to_dict(self) -> dict:
         return asdict(self)

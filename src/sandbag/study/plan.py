@@ -17,7 +17,7 @@ claims and the report, which therefore never hard-code an arm). The technique li
     extra     l1-prox             l1         l1={l1}:prox       extra_seeds
     extra     bn-post             bn         bn:post            extra_seeds
     extra     bn-sync             bn         bn:sync            extra_seeds  only when nproc > 1
-    batch     none-b{b}, bn-b{b}  none, bn   -, bn              extra_seeds  per batch size b != batch_size
+    batch     none-b{b}, bn-b{b}  none, bn   -, bn              batch_seeds  per batch size b != batch_size
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Arm:
     name: str  # may hold {b} (per batch size) or {value} (per sweep strength)
     technique: str  # "none" or a key of regularizers.TECHNIQUES
     specs: tuple[str, ...] = ()  # spec templates: {<technique>} = chosen strength, {value} = sweep strength
-    seeds: str = "seeds"  # the StudyConfig field with its seed count: seeds | extra_seeds | sweep_seeds
+    seeds: str = "seeds"  # the StudyConfig field with its seed count: seeds | extra_seeds | sweep_seeds | batch_seeds
     overrides: tuple[tuple[str, str], ...] = ()  # (RunConfig field, StudyConfig field or "{b}"); None: keep
     per: str = ""  # "" | "batch_size" (each batch size but the reference one) | "strength" (each sweep value)
     min_nproc: int = 1  # the arm runs only when the study's nproc is at least this
@@ -77,8 +77,8 @@ ARMS: tuple[Arm, ...] = (
     Arm("extra", "l1-prox", "l1", ("l1={l1}:prox",), "extra_seeds", figures=("weights",)),
     Arm("extra", "bn-post", "bn", ("bn:post",), "extra_seeds"),
     Arm("extra", "bn-sync", "bn", ("bn:sync",), "extra_seeds", min_nproc=2),  # local vs global-batch statistics
-    Arm("batch", "none-b{b}", "none", (), "extra_seeds", _BATCH, per="batch_size"),
-    Arm("batch", "bn-b{b}", "bn", ("bn",), "extra_seeds", _BATCH, per="batch_size"),
+    Arm("batch", "none-b{b}", "none", (), "batch_seeds", _BATCH, per="batch_size"),
+    Arm("batch", "bn-b{b}", "bn", ("bn",), "batch_seeds", _BATCH, per="batch_size"),
 )
 
 
@@ -104,10 +104,10 @@ def slugify(data: str) -> str:
 
 
 def _seed_count(cfg: StudyConfig, arm: Arm) -> int:
-    return getattr(cfg, arm.seeds)
+    return getattr(cfg, arm.seeds) or cfg.extra_seeds  # batch_seeds None: as many as the other sub-experiments
 
 
-def _instances(cfg: StudyConfig, arm: Arm) -> list[dict]:
+def _instances(cfg: StudyConfig, arm: Arm, data: str | None = None) -> list[dict]:
     """The arm expanded over what it runs per (batch sizes, sweep strengths): name, specs, overrides."""
     if cfg.nproc < arm.min_nproc:
         return []
@@ -121,7 +121,7 @@ def _instances(cfg: StudyConfig, arm: Arm) -> list[dict]:
     for v in values:
         overrides = {}
         for run_field, source in arm.overrides:
-            if run_field == "val_fraction" and cfg.val_size is not None:
+            if run_field == "val_fraction" and (cfg.split(data) if data else {"val_size": cfg.val_size})["val_size"]:
                 continue  # every run holds out the same val_size images; the sweep validates on them
             value = v["b"] if source == "{b}" else getattr(cfg, source)
             if value is not None:
@@ -158,12 +158,12 @@ def design(cfg: StudyConfig) -> dict:
 def _runs(cfg: StudyConfig, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
     runs = []
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                optimizer=cfg.optimizer, train_size=cfg.train_size, nproc=cfg.nproc, test=cfg.test,
-                val_size=cfg.val_size, eval_every=cfg.eval_every, track_size=cfg.track_size)
+                optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every, track_size=cfg.track_size,
+                **cfg.split(data))
     for arm in ARMS:
         if arm.dependent != dependent:
             continue
-        for inst in _instances(cfg, arm):
+        for inst in _instances(cfg, arm, data):
             fill = {**(chosen or {}), **inst["values"]}
             regs = [spec.format(**{k: v for k, v in fill.items()}) for spec in arm.specs]
             for seed in range(_seed_count(cfg, arm)):

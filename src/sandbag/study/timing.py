@@ -2,15 +2,16 @@
 
 The runs of a study share the machine's cores with each other, so their own epoch times say as much about what ran
 beside them as about the arm. The claims about compute (dropout does not cut it, larger batches make an epoch
-faster) therefore read `timing.json`: for each arm a timing part compares, one epoch of its configuration on the
-study's training data, timed in this process while nothing else of the study runs, with the run's thread count,
-after a few warm-up steps. The arms are interleaved and their order rotates from one repetition to the next, so a
+faster) therefore read `timing.json`: for each arm a timing part compares, the epoch time of its configuration on
+the study's training data, timed in this process while nothing else of the study runs, with the run's thread count,
+after a few warm-up steps (the median of as many epochs as fill a second, at least two). The arms are interleaved and their order rotates from one repetition to the next, so a
 drift of the machine's speed falls on all of them alike; repetition r uses seed r and pairs with seed r of the
 other arms.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,9 +25,11 @@ from . import claims, plan
 
 TIMING = "timing.json"
 WARMUP_STEPS = 5
-METHOD = ("one epoch per arm and repetition, timed alone after all runs finished (nothing else of the study "
-          "running), arms interleaved with their order rotated each repetition, after {warmup} warm-up steps, "
-          "{threads} thread(s) as the runs had; repetition r pairs with seed r")
+MIN_SECONDS = 1.0  # each arm's measurement lasts at least this long (and at least two epochs)
+METHOD = ("seconds per epoch per arm and repetition, timed alone after all runs finished (nothing else of the study "
+          "running): the median of at least two epochs filling {min_seconds:g} s, after {warmup} warm-up steps, "
+          "{threads} thread(s) as the runs had; arms interleaved with their order rotated each repetition; "
+          "repetition r pairs with seed r")
 
 
 def timed_arms(cfg, arms: list[dict]) -> list[tuple[str, str]]:
@@ -56,20 +59,25 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
                     rows.append({"data": data, "group": group, "arm": arm, "seed": rep, "seconds_per_epoch": seconds})
     finally:
         torch.set_num_threads(previous)
-    result = {"method": METHOD.format(warmup=WARMUP_STEPS, threads=threads), "repeats": cfg.timing_repeats,
+    result = {"method": METHOD.format(warmup=WARMUP_STEPS, threads=threads, min_seconds=MIN_SECONDS),
+              "repeats": cfg.timing_repeats,
               "rows": rows}
     files.write_json(Path(study_dir) / TIMING, result)
     return result
 
 
 def epoch_seconds(cfg: RunConfig, dataset) -> float:
-    """Wall seconds of one training epoch of `cfg` on `dataset` (set up as `fit` sets it up), after warm-up steps."""
+    """Wall seconds of one training epoch of `cfg` on `dataset` (set up as `fit` sets it up): after warm-up steps,
+    the median of at least two epochs, as many as fill `MIN_SECONDS` (a short epoch alone is mostly noise)."""
     s = setup_run(replace(cfg, threads=None), dataset=dataset)
     x, y, batch = s.ds.x_train, s.ds.y_train, cfg.batch_size
     warm = [(x[i : i + batch], y[i : i + batch], 1.0) for i in range(0, min(len(x), WARMUP_STEPS * batch), batch)]
     run_epoch(s.net, s.optimizer, s.regularizer, warm, len(warm), amp=cfg.amp)
-    started = time.perf_counter()
-    train_one_epoch(s.net, s.optimizer, s.regularizer, x, y, batch, s.generator, amp=cfg.amp)
-    if s.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started
+    times: list[float] = []
+    while len(times) < 2 or sum(times) < MIN_SECONDS:
+        started = time.perf_counter()
+        train_one_epoch(s.net, s.optimizer, s.regularizer, x, y, batch, s.generator, amp=cfg.amp)
+        if s.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
