@@ -54,7 +54,7 @@ def test_every_run_folder_of_the_old_code_is_planned_again(name):
     assert sorted(folders) == before["folders"]
 
 
-@pytest.mark.parametrize("preset,count", [("quick", 41), ("standard", 64)])
+@pytest.mark.parametrize("preset,count", [("quick", 41), ("standard", 144)])
 def test_presets_plan_the_documented_number_of_runs(preset, count):
     cfg = load_preset(preset)
     runs = plan.runs_of(cfg, "mnist-5k", CHOSEN)

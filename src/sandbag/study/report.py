@@ -228,7 +228,11 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None) 
             "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from "
             "the observed paired spread), and the seeds that would detect the observed difference.",
             "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
-            f"epoch at which clean training accuracy reaches {cfg['learn_target']} (epochs + 1 if never).",
+            f"epoch at which clean training accuracy reaches {cfg['learn_target']} (epochs + 1 if never), "
+            + (f"measured every epoch on a fixed stratified subset of {cfg['track_size']} training images."
+               if cfg.get("track_size") else "interpolated between the evaluated epochs.")
+            + (f" Clean figures every {cfg['eval_every']} epochs and at the last." if cfg.get("eval_every", 1) > 1
+               else ""),
             (f"Timing claims (seconds per epoch): {timing['method']}." if timing else
              "Timing claims (seconds per epoch): from the runs themselves, which ran in parallel workers and shared "
              "the machine (this study has no timing phase)."),
