@@ -157,6 +157,21 @@ def test_kill_at_random_points_then_resume_equals_an_uninterrupted_study(tiny_st
         if p.parent.name in finished_before:
             assert p.stat().st_mtime_ns == finished_before[p.parent.name], f"{p.parent.name} was redone"
     assert _comparable(results) == _comparable(read_results(tiny_study[0]))
+    # same seeds, same verdicts: verdicts.json byte for byte but for the parts that read machine timings
+    build_report(out)
+    assert _untimed((out / "verdicts.json").read_text()) == _untimed((tiny_study[0] / "verdicts.json").read_text())
+
+
+def _untimed(text: str) -> str:
+    """verdicts.json without the parts that read machine timings (and the verdicts of the claims they belong to)."""
+    verdicts = json.loads(text)
+    for v in verdicts:
+        for result in v["data"].values():
+            timed = [p for p in result["parts"] if p.get("timed")]
+            result["parts"] = [p for p in result["parts"] if not p.get("timed")]
+            if timed:
+                del result["verdict"], result["decided"]
+    return json.dumps(verdicts, sort_keys=True)
 
 
 def test_a_study_whose_runs_diverge_carries_on_and_says_so(tmp_path):
@@ -179,7 +194,7 @@ def test_a_second_study_on_the_same_folder_refuses(tmp_path):
 
 
 def test_presets_load_and_bad_configs_are_clear(tmp_path):
-    for name in ("quick", "standard", "full"):
+    for name in ("quick", "standard", "full", "fashion"):
         assert load_preset(name).name == name
     assert load_preset("standard").seeds >= 5
     bad = tmp_path / "bad.toml"

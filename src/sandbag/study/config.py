@@ -22,7 +22,7 @@ from ..runs import RunConfig
 from . import claims, plan
 from .results import AGGREGATE_METRICS
 
-PRESETS = ("quick", "standard", "full")
+PRESETS = ("quick", "standard", "full", "fashion")
 DATA_OPTIONS = ("train_size", "test", "val_size")  # what `data_options` may set per data set
 
 

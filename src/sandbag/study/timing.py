@@ -4,9 +4,9 @@ The runs of a study share the machine's cores with each other, so their own epoc
 beside them as about the arm. The claims about compute (dropout does not cut it, larger batches make an epoch
 faster) therefore read `timing.json`: for each arm a timing part compares, the epoch time of its configuration on
 the study's training data, timed in this process while nothing else of the study runs, with the run's thread count,
-after a few warm-up steps (the median of as many epochs as fill a second, at least two). The arms are interleaved and their order rotates from one repetition to the next, so a
-drift of the machine's speed falls on all of them alike; repetition r uses seed r and pairs with seed r of the
-other arms.
+after a few warm-up steps (the median of as many epochs as fill a second, at least two). The arms are interleaved
+and their order rotates from one repetition to the next, so a drift of the machine's speed falls on all of them
+alike; repetition r uses seed r and pairs with seed r of the other arms.
 """
 
 from __future__ import annotations
