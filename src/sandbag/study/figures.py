@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .claims import PENALTY_PROBLEM, grid, paired_verdict, penalty_minima, penalty_span  # noqa: E402
+from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span  # noqa: E402
 
 DPI = 110
 
@@ -184,7 +184,8 @@ def _mean_std(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, str] | None = None) -> Path:
     """One panel per technique: clean (evaluation-mode) train accuracy (solid) and test accuracy (dashed) per
     epoch, mean over seeds with a ±1 std band. curves[arm] = {"epoch": [...], "train_acc": [[per seed]...],
-    "test_acc": [[per seed]...]}."""
+    "test_acc": [[per seed]...]}, and optionally "train_epoch" when the train curve has epochs of its own (a run
+    that tracks training accuracy every epoch but evaluates the test set every few)."""
     title = "Learning curves: clean train vs test accuracy"
     if not curves:
         return _no_data(path, title)
@@ -196,13 +197,14 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
             epochs = np.arange(1, max([len(s) for s in [*train, *test]] or [0]) + 1, dtype=float)
         seeds = max(len(train), len(test))
         color = color_for(arm, colors)
-        for series, ls, label in ((train, "-", "train (clean)"), (test, "--", "test")):
-            if not series or len(epochs) == 0:
+        train_epochs = _floats(c["train_epoch"]) if c.get("train_epoch") else epochs
+        for series, x, ls, label in ((train, train_epochs, "-", "train (clean)"), (test, epochs, "--", "test")):
+            if not series or len(x) == 0:
                 continue
-            mean, std = _mean_std(_seed_matrix(series, len(epochs)))
-            ax.plot(epochs, mean, ls=ls, color=color, lw=2, marker="o" if len(epochs) <= 15 else None, ms=4,
+            mean, std = _mean_std(_seed_matrix(series, len(x)))
+            ax.plot(x, mean, ls=ls, color=color, lw=2, marker="o" if len(x) <= 15 else None, ms=4,
                     label=f"{label}, mean")
-            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15 if ls == "-" else 0.08,
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15 if ls == "-" else 0.08,
                             label=f"{label}, ±1 std")
         if len(epochs) == 0 or seeds == 0:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
@@ -484,16 +486,17 @@ def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | N
     return _save(fig, path)
 
 
-def _ci_half(values: np.ndarray) -> float:
-    """Half-width of the 95% t-interval of the mean (nan for fewer than two values): the verdict rule's interval."""
-    result = paired_verdict(list(values), "greater")
-    return result["ci_high"] - result["mean"] if result["n"] >= 2 else math.nan
+def standard_error(values) -> float:
+    """Standard error of the mean, sd / sqrt(n) (nan for fewer than two values). With the sweep's few seeds a 95%
+    interval is mostly its t factor (12.7 for two seeds); one standard error shows the spread readably."""
+    v = np.asarray(values, dtype=float)
+    return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
 def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None,
                       colors: Mapping[str, str] | None = None) -> Path:
     """One panel per technique: validation accuracy vs strength (log x where the values span decades), each
-    point a run, the line through the mean per value with its 95% interval (several seeds per value), the chosen
+    point a run, the line through the mean per value with ±1 standard error (several seeds per value), the chosen
     value marked. sweeps[t] = [(value, val_acc)...]."""
     title = "Choosing each technique's strength on validation data"
     chosen = chosen or {}
@@ -519,11 +522,11 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
             else:
                 ax.set_xscale("log")
         ax.plot(values, accs, "o", color=color, alpha=0.45, ms=5, label="one run")
-        half = np.array([_ci_half(accs[values == u]) for u in uniq])
+        half = np.array([standard_error(accs[values == u]) for u in uniq])
         ax.plot(uniq, means, "-", color=color, lw=1.8, label="mean per value")
         if np.isfinite(half).any():
             ax.errorbar(uniq, means, yerr=np.where(np.isfinite(half), half, 0), fmt="none", ecolor=color,
-                        capsize=4, lw=1.2, label="95% interval of the mean")
+                        capsize=4, lw=1.2, label="±1 standard error over seeds")
         if tech in chosen and chosen[tech] is not None:
             c = float(chosen[tech])
             ax.axvline(c, color="black", ls="--", lw=1)

@@ -135,12 +135,18 @@ def _curves(study_dir: Path, rows, arms, data) -> dict:
         runs = _runs(rows, data, "headline", arm)
         if not runs:
             continue
-        # the evaluated epochs (every eval_every-th and the last) that every seed reached
-        histories = [[row for row in read_metrics(study_dir / r["run_dir"]) if "test_acc" in row] for r in runs]
+        # test: the evaluated epochs (every eval_every-th and the last) that every seed reached; train: every epoch
+        # where the runs tracked it (track_acc), else the evaluated ones
+        full = [read_metrics(study_dir / r["run_dir"]) for r in runs]
+        histories = [[row for row in h if "test_acc" in row] for h in full]
         epochs = min(len(h) for h in histories)
         curves[arm] = {"epoch": [row["epoch"] for row in histories[0][:epochs]],
                        "train_acc": [[row["train_acc"] for row in h[:epochs]] for h in histories],
                        "test_acc": [[row["test_acc"] for row in h[:epochs]] for h in histories]}
+        if all(h and all("track_acc" in row for row in h) for h in full):
+            tracked = min(len(h) for h in full)
+            curves[arm].update(train_epoch=[row["epoch"] for row in full[0][:tracked]],
+                               train_acc=[[row["track_acc"] for row in h[:tracked]] for h in full])
     return curves
 
 
@@ -296,8 +302,10 @@ def _strength_section(meta, rows, data, paths) -> list[tuple]:
             by_value.setdefault(r["strength"], []).append(r["val_acc"])
         cells = []
         for value in sorted(by_value):
-            mean, half = mean_ci(by_value[value])
-            cells.append(f"{_g(value)}: {mean:.4f}" + (f" ± {half:.4f}" if math.isfinite(half) else ""))
+            accs = by_value[value]
+            error = figures.standard_error(accs)
+            cells.append(f"{_g(value)}: {sum(accs) / len(accs):.4f}" + (f" ± {error:.4f}" if math.isfinite(error)
+                                                                         else ""))
         book = cfg["textbook"].get(tech)
         book_acc = next((sum(v) / len(v) for s, v in by_value.items() if book is not None and math.isclose(s, book)),
                         None)
@@ -310,7 +318,7 @@ def _strength_section(meta, rows, data, paths) -> list[tuple]:
     seeds = cfg.get("sweep_seeds", 1)
     blocks = [("h2", f"Chosen strengths ({data})"),
               ("p", f"Validation accuracy per strength: mean over {seeds} seed(s)"
-                    + (" ± the half-width of its 95% interval" if seeds > 1 else "") + "."),
+                    + (" ± one standard error" if seeds > 1 else "") + "."),
               ("table", ["technique", "chosen", "validation accuracy per strength", "textbook setting"], table)]
     if edges:
         blocks.append(("p", f"**At an edge of its grid: {', '.join(edges)}. A wider grid might choose another "
