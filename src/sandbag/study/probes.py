@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import analysis, files
 from ..regularizers import find
@@ -63,6 +64,17 @@ def probe_run(folder: Path | str) -> dict | None:
     summary = read_summary(folder)
     if summary is None or summary.get("status") != "finished":
         return None
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same reduction order in a worker and in the scheduler: the same bits
+    try:
+        out = _measure(folder)
+    finally:
+        torch.set_num_threads(previous)
+    files.write_json(folder / PROBES, out)
+    return out
+
+
+def _measure(folder: Path) -> dict:
     from ..train import load_data  # the data set code is needed here only
 
     cfg, model, _ = load_checkpoint(folder, device="cpu")
@@ -89,7 +101,6 @@ def probe_run(folder: Path | str) -> dict | None:
         companion = {**COMPANION, "batch_size": min(COMPANION["batch_size"], len(x))}
         out["companion_prob_std_mean"] = analysis.bn_companion_noise(model, x, **companion)["prob_std_mean"]
     out["weights"] = weight_histogram(analysis.weight_values(model))
-    files.write_json(folder / PROBES, out)
     return out
 
 
