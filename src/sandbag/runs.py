@@ -182,17 +182,8 @@ def torch_save(path: Path, obj: Any) -> None:
 
 def read_summary(folder: Path | str) -> dict | None:
     """A run's summary if its folder is complete (finished or diverged), else None (rerun it)."""
-    try:
-        summary = json.loads((Path(folder) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return summary if summary.get("status") in COMPLETE else None
-
-
-def read_metrics(folder: Path | str) -> list[dict]:
-    """metrics.jsonl as a list of per-epoch rows."""
-    text = (Path(folder) / "metrics.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    summary = files.read_json(Path(folder) / "summary.json")
+    return summary if isinstance(summary, dict) and summary.get("status") in COMPLETE else None
 
 
 def torch_load_tagged(path: Path, fmt: str, what: str, device: str = "cpu") -> dict:

@@ -22,7 +22,6 @@ those the report used when it probed models itself, so the numbers are the same 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +46,6 @@ EXAMPLE_BINS = 60
 
 def has_probes(folder: Path | str) -> bool:
     return (Path(folder) / PROBES).is_file()
-
-
-def read_probes(folder: Path | str) -> dict | None:
-    """A run folder's probes.json, or None when it has none (or an unreadable one)."""
-    try:
-        return json.loads((Path(folder) / PROBES).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def probe_run(folder: Path | str) -> dict | None:

@@ -48,10 +48,7 @@ def build_report(study_dir: Path | str) -> Path:
 
 def _read_timing(study_dir: Path) -> dict | None:
     """timing.json of the timing phase (`sandbag.study.timing`), or None for a study without one."""
-    try:
-        return json.loads((study_dir / TIMING).read_text())
-    except (OSError, ValueError):
-        return None
+    return files.read_json(study_dir / TIMING)
 
 
 def study_arms(meta: dict, rows: list[dict]) -> list[dict]:
@@ -63,12 +60,8 @@ def study_arms(meta: dict, rows: list[dict]) -> list[dict]:
 def attach_probes(study_dir: Path, rows: list[dict]) -> list[dict]:
     """Each finished row with its run folder's probes.json under "probes" (None where the folder has none)."""
     for row in rows:
-        row["probes"] = None
-        if row.get("status") == "finished":
-            try:
-                row["probes"] = json.loads((study_dir / row["run_dir"] / PROBES).read_text())
-            except (OSError, ValueError):
-                pass
+        finished = row.get("status") == "finished"
+        row["probes"] = files.read_json(study_dir / row["run_dir"] / PROBES) if finished else None
     return rows
 
 
