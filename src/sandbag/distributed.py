@@ -221,6 +221,9 @@ def process_group(device: str = "auto", timeout: float | None = None) -> Iterato
         torch.cuda.set_device(ctx.device)
     dist.init_process_group(ctx.backend, timeout=timedelta(seconds=timeout or timeout_seconds()))
     yield ctx  # on an exception the group is left as is: the process is about to exit and torchrun cleans up
+    # Leave together: a rank that tears gloo down while its peer is still writing the run folder (rank 0) was seen
+    # to abort in C++ ("terminate called without an active exception") on a loaded CI machine.
+    dist.barrier()
     dist.destroy_process_group()
 
 
