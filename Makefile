@@ -32,15 +32,15 @@ quick: install
 train: install
 	$(VENV)/bin/sandbag train --data mnist-5k --model ref-cnn --reg l2=1e-3 --reg dropout=0.4 --epochs 15
 
-# Debian's Chromium + ChromeDriver (the HTML report test) and Fashion-MNIST, where apt is available as root;
-# elsewhere the tests that need them are skipped with a reason.
+# Debian's Chromium + ChromeDriver (the HTML report test), Fashion-MNIST and a Hangul font (Korean figures:
+# fonts-nanum), where apt is available as root; elsewhere the tests that need them are skipped with a reason.
 system-deps:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
-	    && [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	    && [ -d /usr/share/datasets/fashion-mnist ] && [ -d /usr/share/fonts/truetype/nanum ]; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    chromium chromium-driver dataset-fashion-mnist >/dev/null) || echo "note: apt-get install failed"; \
-	else echo "note: no apt-get as root: tests that need Chromium or Fashion-MNIST will be skipped"; fi
+	    chromium chromium-driver dataset-fashion-mnist fonts-nanum >/dev/null) || echo "note: apt-get install failed"; \
+	else echo "note: no apt-get as root: tests that need Chromium, Fashion-MNIST or a Hangul font will be skipped"; fi
 
 test: dev system-deps
 	$(VENV)/bin/lint-imports --no-cache  # the one-way layers in pyproject.toml

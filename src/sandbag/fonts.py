@@ -1,0 +1,51 @@
+"""Hangul in matplotlib figures: find a Korean font the system has and make it matplotlib's sans-serif.
+
+matplotlib's bundled DejaVu Sans has no Hangul, so Korean titles would come out as empty boxes (with a "Glyph ...
+missing" warning). The set-up installs Debian's fonts-nanum (or fonts-noto-cjk); any of the families below works.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+# Preferred first. Noto/Source Han carry Latin too; Nanum Gothic's Latin is fine for axis numbers.
+HANGUL_FAMILIES = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR", "Source Han Sans KR",
+                   "Noto Sans CJK JP", "Malgun Gothic", "AppleGothic", "UnDotum")
+FILE_HINTS = ("Nanum", "NotoSansCJK", "NotoSansKR", "SourceHanSans", "malgun", "AppleGothic", "UnDotum")
+INSTALL_HINT = ("install a Korean font: Debian/Ubuntu `apt-get install fonts-nanum` (or fonts-noto-cjk), macOS and "
+                "Windows ship one (AppleGothic, Malgun Gothic)")
+
+
+def hangul_family() -> str | None:
+    """The first installed font family of HANGUL_FAMILIES, or None."""
+    from matplotlib import font_manager
+
+    def first_installed() -> str | None:
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        return next((family for family in HANGUL_FAMILIES if family in installed), None)
+
+    found = first_installed()
+    if found is None:  # matplotlib's font cache predates the font's installation: add the files it missed
+        for path in font_manager.findSystemFonts():
+            if any(part in path.replace(" ", "") for part in FILE_HINTS):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # a collection or a file FreeType cannot read
+                    continue
+        found = first_installed()
+    return found
+
+
+def use_hangul_font() -> str:
+    """Put a Korean font first in matplotlib's sans-serif list (DejaVu Sans stays as the fallback for symbols such
+    as the minus sign) and return its family; a one-line ConfigError when the system has none."""
+    import matplotlib
+
+    family = hangul_family()
+    if family is None:
+        raise ConfigError(f"no font with Hangul found for Korean figures; {INSTALL_HINT}")
+    rc = matplotlib.rcParams
+    rc["font.family"] = ["sans-serif"]
+    rc["font.sans-serif"] = [family] + [f for f in rc["font.sans-serif"] if f != family]
+    rc["axes.unicode_minus"] = False  # Nanum fonts lack U+2212; use the ASCII hyphen-minus
+    return family
