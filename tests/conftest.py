@@ -38,3 +38,39 @@ def pytest_runtest_makereport(item, call):
     seed = getattr(item, "fresh_seed", None)
     if seed is not None and report.failed:
         report.sections.append(("fresh seed", f"this run drew seed {seed}; rerun it with {SEED_ENV}={seed}"))
+
+
+@pytest.fixture
+def open_in_chromium(tmp_path, monkeypatch):
+    """``open(html_path) -> (images as [alt, loaded], console log, title)`` in headless Chromium (selenium), or a
+    skip where Chromium is not installed."""
+    import shutil
+
+    chromium_bin = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium_bin or not driver:
+        pytest.skip("headless Chromium is not installed (make test installs Debian's chromium and chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    monkeypatch.setenv("SE_OFFLINE", "true")  # selenium must not look for drivers online
+
+    def start():
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium_bin
+        for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}"]:
+            options.add_argument(arg)
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+    def open_page(page: Path) -> tuple[list, list, str]:
+        browser = start()
+        try:
+            browser.get(page.resolve().as_uri())
+            images = browser.execute_script(
+                "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+            return images, browser.get_log("browser"), browser.title
+        finally:
+            browser.quit()
+
+    return open_page

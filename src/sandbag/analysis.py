@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .regularizers import penalized_parameters
+from .regularizers import DROPOUT_LAYERS, penalized_parameters
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+_DROPOUT = DROPOUT_LAYERS  # every torch dropout kind: a factory's model may use any of them
 _BATCHNORM = nn.modules.batchnorm._BatchNorm
 _EVAL_BATCH = 1000
 _EXAMPLE_VALUES = 2000
@@ -109,15 +109,16 @@ def dropout_left_on(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: 
 def dropout_masks(model: nn.Module, steps: int = 12, seed: int = 0) -> np.ndarray:
     """The keep-masks (steps, units) that the hidden dense Dropout layer (the model's last nn.Dropout) draws for
     one sample over `steps` training steps; True = unit kept. `units` is the width the layer sees: the
-    in_features of the dense layer after it."""
-    children = list(model.named_children()) or [("", model)]
-    index = max((i for i, (_, m) in enumerate(children) if type(m) is nn.Dropout), default=None)
+    in_features of the dense layer after it. Layers are searched in registration order at any depth, so nested
+    modules (a factory's own model) work as a flat sequence does."""
+    layers = list(model.modules())
+    index = max((i for i, m in enumerate(layers) if type(m) is nn.Dropout), default=None)
     if index is None:
         raise ValueError("the model has no (dense) nn.Dropout layer; dropout_masks needs dropout=RATE")
-    layer = children[index][1]
-    units = next((m.in_features for _, m in children[index + 1 :] if isinstance(m, nn.Linear)), None)
+    layer = layers[index]
+    units = next((m.in_features for m in layers[index + 1 :] if isinstance(m, nn.Linear)), None)
     if units is None:  # dropout last: fall back on the width of the dense layer before it
-        units = next((m.out_features for _, m in reversed(children[:index]) if isinstance(m, nn.Linear)), None)
+        units = next((m.out_features for m in reversed(layers[:index]) if isinstance(m, nn.Linear)), None)
     if units is None:
         raise ValueError("cannot tell how many units the last Dropout layer sees (no dense layer next to it)")
     probe = copy.deepcopy(layer).cpu().train()

@@ -14,8 +14,10 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import SandbagError
+from .progress import StudyProgress, TrainProgress
 
 ERROR_EXIT = 2
+LANG_HELP = "report language: en, ko (Korean text and figures; needs a Hangul font, e.g. Debian's fonts-nanum)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +36,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=default("data"),
                    help=f"data set: {', '.join(DATASETS)} (default: {default('data')})")
     p.add_argument("--model", default=default("model"),
-                   help=f"architecture: {', '.join(MODELS)} (default: {default('model')})")
+                   help=f"architecture: {', '.join(MODELS)}, or your own model's factory as package.module:function, "
+                   "called as function(input_shape, num_classes, techniques) and imported from the current "
+                   f"directory first (default: {default('model')})")
     p.add_argument(
         "--reg", action="append", default=[], metavar="SPEC",
         help=f"a technique, repeatable: {SPEC_HELP}. Options: bias/bn include biases / BN scale+shift in a "
@@ -82,6 +86,7 @@ def _add_study_parser(sub) -> None:
     """`sandbag study`: every default comes from StudyConfig (via the preset) or the executors; none is kept here."""
     from .study.config import PRESETS, defaults
     from .study.executors import EXECUTORS
+    from .study.i18n import LANGS
 
     study_defaults = defaults()
     study = sub.add_parser("study", help="run every technique on several seeds and write a report")
@@ -109,6 +114,7 @@ def _add_study_parser(sub) -> None:
                        help="data-parallel processes per run (adds a bn-sync arm next to bn; default: the preset's, "
                        f"StudyConfig default {study_defaults['nproc']})")
     study.add_argument("--quiet", action="store_true", help="no progress display")
+    study.add_argument("--lang", choices=LANGS, default="en", help=LANG_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="output file (default: RUN_DIR/model-folded.pt)")
 
+    from .study import i18n
+
     report = sub.add_parser("report", help="rebuild a study's report from its results, without training")
     report.add_argument("study_dir")
+    report.add_argument("--lang", choices=i18n.LANGS, default="en", help=LANG_HELP)
     return parser
 
 
@@ -192,7 +201,7 @@ def _cmd_train(args) -> int:
         with distributed.process_group(cfg.device) if world else nullcontext() as ctx:
             quiet = args.quiet or (ctx is not None and not ctx.is_main)
             console = Console(stderr=True, quiet=quiet)
-            with _progress(console, cfg.epochs, enabled=not quiet) as bar:
+            with TrainProgress(console, cfg.epochs, enabled=not quiet) as bar:
                 summary = fit(cfg, out, on_epoch=bar.epoch_done, on_step=bar.step, dist=ctx)
         if ctx is not None and (distributed.launched() or not ctx.is_main):
             return 0 if distributed.launched() or summary["status"] == "finished" else 1  # the launcher reports
@@ -216,13 +225,13 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_summary(args) -> int:
     from .data import load
-    from .models import build_model, keras_summary
+    from .models import build_model, is_factory, keras_summary
     from .regularizers import parse_specs
 
     specs = parse_specs(args.reg)
     ds = load(args.data)
     model = build_model(args.model, ds.input_shape, ds.num_classes, specs)
-    print(keras_summary(model, ds.input_shape))
+    print(keras_summary(model, ds.input_shape, title=args.model if is_factory(args.model) else "sequential"))
     return 0
 
 
@@ -243,11 +252,11 @@ def _cmd_study(args) -> int:
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
     console = Console(stderr=True, quiet=args.quiet)
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
-    with _StudyProgress(console, enabled=not args.quiet) as display:
+    with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.data) > 1) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
                   executor=args.executor or EXECUTORS[0], address=args.address)
-    path = build_report(out)
-    _print_verdicts(out, args.quiet)
+    path = build_report(out, lang=args.lang)
+    _print_verdicts(out, args.quiet, args.lang)
     meta = json.loads((out / "study.json").read_text())
     print(f"study wall time {meta['wall_seconds'] / 60:.1f} min ({meta['runs']} runs, {meta['hardware']['workers']} "
           f"workers x {meta['hardware']['threads_per_worker']} thread(s) on {meta['hardware']['cpus']} CPUs)")
@@ -274,33 +283,30 @@ def _cmd_report(args) -> int:
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():
         raise ConfigError(f"{study_dir} is not a study folder (no study.json and results.csv)")
-    path = build_report(study_dir)
-    _print_verdicts(study_dir, quiet=False)
+    path = build_report(study_dir, lang=args.lang)
+    _print_verdicts(study_dir, quiet=False, lang=args.lang)
     print(path)
     return 0
 
 
-def _print_verdicts(study_dir: Path, quiet: bool) -> None:
+def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en") -> None:
     if quiet:
         return
-    verdicts = json.loads((study_dir / "verdicts.json").read_text())
-    table = Table(title=f"claims ({study_dir})")
+    from .study.report import localized_verdicts
+
+    verdicts, t, cell = localized_verdicts(study_dir, lang)
+    table = Table(title=t("claims ({where})", where=study_dir))
     table.add_column("#", justify="right")
-    table.add_column("claim")
+    table.add_column(t("claim"))
     datasets = list(verdicts[0]["data"]) if verdicts else []
     for data in datasets:
         table.add_column(data)
     for v in verdicts:
-        table.add_row(str(v["number"]), v["text"], *[_verdict_cell(v["data"][d]) for d in datasets])
+        table.add_row(str(v["number"]), v["text"], *[cell(v["data"][d]) for d in datasets])
     Console().print(table)
     for data in datasets:
         decided = sum(1 for v in verdicts if v["data"][data].get("decided"))
-        print(f"{data}: {decided} of {len(verdicts)} claims decided")
-
-
-def _verdict_cell(result: dict) -> str:
-    mixed = result["verdict"] == "mixed" and result.get("decided")
-    return f"{result['verdict']} (decided)" if mixed else result["verdict"]
+        print(t("{data}: {decided} of {total} claims decided", data=data, decided=decided, total=len(verdicts)))
 
 
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary, "study": _cmd_study,
@@ -325,71 +331,6 @@ def _metrics_table(result: dict, title: str) -> Table:
             table.add_row(key, f"{value:,.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(
                 value, int) else str(value))
     return table
-
-
-class _progress:
-    """A rich progress bar over epochs and steps on a terminal; silent when not a TTY or when disabled."""
-
-    def __init__(self, console: Console, epochs: int, enabled: bool):
-        self.console, self.epochs = console, epochs
-        self.enabled = enabled and console.is_terminal
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console)
-            self.bar.start()
-            self.task = self.bar.add_task(f"epoch 1/{self.epochs}", total=None, info="")
-        return self
-
-    def step(self, step: int, steps: int) -> None:
-        if self.bar:
-            self.bar.update(self.task, completed=step, total=steps)
-
-    def epoch_done(self, row: dict) -> None:
-        if self.bar:
-            info = f"test_acc {row['test_acc']:.4f}  gap {row['gap']:+.4f}"
-            nxt = min(row["epoch"] + 1, self.epochs)
-            self.bar.update(self.task, description=f"epoch {nxt}/{self.epochs}", info=info, completed=0)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-        return False
-
-
-class _StudyProgress:
-    """Runs done / running / left with an ETA, on a terminal only."""
-
-    def __init__(self, console: Console, enabled: bool):
-        self.console = console
-        self.enabled = enabled and console.is_terminal
-        self.bar = None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            columns = [TextColumn("runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                       TextColumn("ETA"), TimeRemainingColumn()]
-            self.bar = Progress(*columns, console=self.console)
-            self.bar.start()
-            self.task = self.bar.add_task("runs", total=None, info="")
-        return self
-
-    def update(self, p) -> None:
-        if self.bar:
-            left = p.total - p.done - p.running
-            info = f"{p.running} running, {left} left" + (f", {p.reused} reused" if p.reused else "")
-            self.bar.update(self.task, completed=p.done, total=p.total, info=info)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-        return False
 
 
 if __name__ == "__main__":

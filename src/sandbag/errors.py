@@ -19,7 +19,8 @@ class DataError(SandbagError):
 
 
 class ModelError(SandbagError):
-    """A model name or an input shape the model cannot take."""
+    """A model name or an input shape the model cannot take; a model factory that cannot be imported, fails, or
+    leaves out a layer a technique asks for."""
 
 
 class CheckpointError(SandbagError):

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CheckpointError
-from .models import Sequential
+from .errors import CheckpointError, ModelError
+from .models import Sequential, is_factory
 from .regularizers import GaussianNoise
 from .runs import load_checkpoint, torch_load_tagged, torch_save
 
@@ -230,6 +230,9 @@ def export_run(run_dir: Path | str, out: Path | str | None = None, *, check_batc
     report's ``max_abs_diff`` is the largest difference of their outputs (refused above `CHECK_TOLERANCE`)."""
     run_dir = Path(run_dir)
     cfg, model, ckpt = load_checkpoint(run_dir, device="cpu")
+    if is_factory(cfg.model):  # folding reads a flat layer list; a factory's module can be anything
+        raise ModelError(f"{run_dir} holds a model factory's model ({cfg.model}): export folds batch norm in "
+                         "sandbag's ref-cnn and mlp only; use torch.export or the state dict in model.pt")
     folded, report = fold_batchnorm(model)
     shape = tuple(int(s) for s in ckpt["input_shape"])
     x = torch.rand((check_batch, *shape), generator=torch.Generator().manual_seed(0))

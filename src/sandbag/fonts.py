@@ -37,15 +37,14 @@ def hangul_family() -> str | None:
 
 
 def use_hangul_font() -> str:
-    """Put a Korean font first in matplotlib's sans-serif list (DejaVu Sans stays as the fallback for symbols such
-    as the minus sign) and return its family; a one-line ConfigError when the system has none."""
+    """Make a Korean font matplotlib's first font family, DejaVu Sans the fallback, and return the Korean family;
+    a one-line ConfigError when the system has none."""
     import matplotlib
 
     family = hangul_family()
     if family is None:
         raise ConfigError(f"no font with Hangul found for Korean figures; {INSTALL_HINT}")
-    rc = matplotlib.rcParams
-    rc["font.family"] = ["sans-serif"]
-    rc["font.sans-serif"] = [family] + [f for f in rc["font.sans-serif"] if f != family]
-    rc["axes.unicode_minus"] = False  # Nanum fonts lack U+2212; use the ASCII hyphen-minus
+    # A list of families: matplotlib draws each glyph from the first family that has it, so symbols the Korean
+    # font lacks (Nanum has no U+2212 minus sign) come from DejaVu Sans, matplotlib's own font.
+    matplotlib.rcParams["font.family"] = [family, "DejaVu Sans"]
     return family

@@ -8,21 +8,32 @@ The architecture never changes with the techniques: `build_model` inserts them w
 
 Layers are named the way Keras names them (``conv2d``, ``conv2d_1``, ``dense``, ...), so the state dict and the
 summary read like the Keras model the reference was written in.
+
+Your own model: a name ``package.module:function`` (`is_factory`) names a factory
+``function(input_shape, num_classes, techniques) -> nn.Module``, imported the way uvicorn imports an app
+(`resolve_factory`). `techniques` is the run's list of `sandbag.regularizers.Spec` (what `parse_specs` returns).
+Only the factory knows where its hidden units are, so it places dropout, bn and ``noise=...:hidden`` itself;
+sandbag checks that they are there (`Technique.missing_in`), puts what goes at the input (``noise=SIGMA``) in
+front of the factory's module, and applies the penalties to any module.
 """
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import math
+import os
 import re
+import sys
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module  # its global hook registries
 
-from .errors import ModelError
-from .regularizers import GaussianNoise, Spec
+from .errors import ModelError, SandbagError
+from .regularizers import SITES, GaussianNoise, Spec
 
 MODELS = {
     "ref-cnn": "Conv(32)-MaxPool-Conv(64)-AvgPool-Conv(128)-Dense(128)-Dense(classes): 241,546 params on 1x28x28",
@@ -54,8 +65,8 @@ class _Builder:
         self._counts: Counter[str] = Counter()
         self.specs = list(specs)
 
-    def add(self, layer: nn.Module) -> None:
-        base = _KERAS_NAMES.get(type(layer), (None, _snake(type(layer).__name__)))[1]
+    def add(self, layer: nn.Module, name: str | None = None) -> None:
+        base = name or _KERAS_NAMES.get(type(layer), (None, _snake(type(layer).__name__)))[1]
         n = self._counts[base]
         self._counts[base] += 1
         self.layers[base if n == 0 else f"{base}_{n}"] = layer
@@ -176,10 +187,10 @@ def build_model(
     input_shape: Sequence[int] = (1, 28, 28),
     num_classes: int = 10,
     specs: Iterable[Spec] = (),
-) -> nn.Sequential:
-    """Build architecture `name` for inputs of shape (C, H, W) with the given techniques inserted."""
-    if name not in _ARCHITECTURES:
-        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_ARCHITECTURES)}")
+) -> nn.Module:
+    """Build architecture `name` for inputs of shape (C, H, W) with the given techniques inserted; `name` may
+    also be a model factory's ``package.module:function`` (see `factory_model`)."""
+    check_model_name(name)
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ModelError(f"input shape must be (channels, height, width) with positive sizes, got {shape}")
@@ -190,9 +201,121 @@ def build_model(
         )
     if num_classes < 2:
         raise ModelError(f"need at least 2 classes, got {num_classes}")
+    if is_factory(name):
+        return factory_model(name, shape, num_classes, list(specs))
     builder = _Builder(list(specs))
     _ARCHITECTURES[name](builder, shape, num_classes)
     return builder.build()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Your own model: a factory named by its import path
+
+
+FACTORY_FORM = "package.module:function"
+
+
+def is_factory(name: str) -> bool:
+    """Whether a model name is a factory's import path rather than a built-in architecture."""
+    return ":" in name
+
+
+def check_model_name(name: str) -> None:
+    """A built-in architecture or something shaped like a factory path (checked without importing anything)."""
+    if name not in _ARCHITECTURES and not is_factory(name):
+        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_ARCHITECTURES)}, or your own as {FACTORY_FORM}")
+
+
+def resolve_factory(path: str) -> Callable[..., nn.Module]:
+    """The function `path` (``package.module:function``, dots allowed after the colon) names, found the way uvicorn
+    and gunicorn find an app: the current directory first on sys.path, ``importlib.import_module`` on the part
+    before the colon, ``getattr`` for the rest. Resolved where the model is built, so study workers (spawned,
+    or Ray tasks started in the same directory) find it too."""
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ModelError(f"model {path!r}: name a model factory as {FACTORY_FORM}")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    try:
+        target = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module: any error while importing it is theirs, told in one line
+        raise ModelError(f"cannot import {module_name!r} for model {path!r} (run from {here}): "
+                         f"{_one_line(exc)}") from exc
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ModelError(f"model {path!r}: {module_name} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ModelError(f"model {path!r} is not callable ({type(target).__name__}); a model factory is a function "
+                         "(input_shape, num_classes, techniques) -> nn.Module")
+    return target
+
+
+def factory_model(path: str, input_shape: tuple[int, ...], num_classes: int, specs: list[Spec]) -> nn.Module:
+    """The factory's model for these techniques, checked, with sandbag's input-site layers (input noise) in front.
+
+    The factory gets `input_shape` (C, H, W), `num_classes` and `specs` (every technique of the run, as
+    `sandbag.regularizers.Spec`); it must place dropout, bn and hidden noise itself (`check_placed`). A factory may
+    refuse a technique by raising `sandbag.errors.ModelError` with its own message."""
+    factory = resolve_factory(path)
+    try:
+        model = factory(input_shape, num_classes, list(specs))  # a copy: the factory cannot change the run's specs
+    except SandbagError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model factory {path} failed: {_one_line(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model factory {path} returned a {type(model).__name__}, not a torch.nn.Module")
+    check_placed(path, model, specs)
+    _check_logits(path, model, input_shape, num_classes)
+    builder = _Builder(specs)
+    builder.input()
+    if not builder.layers:
+        return model  # the factory's own module: its class and state-dict keys unchanged
+    builder.add(model, "model")
+    return builder.build()
+
+
+def placed_by_factory(spec: Spec) -> bool:
+    """Whether the technique puts layers anywhere but at the input: only a factory knows its hidden units."""
+    return any(spec.technique.layers(spec, site, 1, conv)
+               for site in SITES if site != "input" for conv in (False, True))
+
+
+def check_placed(path: str, model: nn.Module, specs: Iterable[Spec]) -> None:
+    """`ModelError` naming the first layer a technique asks for that the factory's model does not have. A strength
+    of 0 is the identity, so its layer may be left out."""
+    for spec in specs:
+        if placed_by_factory(spec) and spec.value != 0:
+            missing = spec.technique.missing_in(spec, model)
+            if missing:
+                raise ModelError(f"{spec} asks for a {missing}, and model {path} has none: a model factory places "
+                                 "dropout, bn and noise=...:hidden itself, from its techniques argument")
+
+
+def _check_logits(path: str, model: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """One forward pass on zeros in evaluation mode (nothing random, no statistics updated): the output must be
+    (batch, num_classes) logits. It also initializes lazy layers before an optimizer is built over the parameters."""
+    was_training = model.training
+    device = next(itertools.chain(model.parameters(), model.buffers()), torch.zeros(())).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape, device=device))
+    except Exception as exc:
+        raise ModelError(f"model {path} fails on a batch of shape {(2, *input_shape)}: {_one_line(exc)}") from exc
+    finally:
+        model.train(was_training)
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if got != (2, num_classes):
+        raise ModelError(f"model {path} must return logits of shape (batch, {num_classes}); on a batch of 2 it "
+                         f"returned {got}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def count_params(model: nn.Module) -> dict[str, int]:
@@ -209,7 +332,7 @@ def _bn_stat_count(module: nn.Module) -> int:
     return 0
 
 
-def keras_summary(model: nn.Sequential, input_shape: Sequence[int], title: str = "sequential") -> str:
+def keras_summary(model: nn.Module, input_shape: Sequence[int], title: str = "sequential") -> str:
     """The model summary as Keras prints it: Layer (type) | Output Shape (channels last) | Param #, then totals.
 
     Output shapes come from torchinfo; BN's running statistics are added to the param counts as Keras does.
@@ -229,7 +352,7 @@ def keras_summary(model: nn.Sequential, input_shape: Sequence[int], title: str =
         if folded:
             continue
         kind = _KERAS_NAMES.get(type(module), (type(module).__name__,))[0]
-        params = sum(p.numel() for p in module.parameters()) + _bn_stat_count(module)
+        params = sum(p.numel() for p in module.parameters()) + sum(_bn_stat_count(m) for m in module.modules())
         rows.append((f"{names[id(module)]} ({kind})", _keras_shape(info.output_size), f"{params:,}"))
     counts = count_params(model)
     widths = (max(29, max(len(r[0]) for r in rows) + 2), 26, 10)
@@ -258,14 +381,27 @@ def _keras_shape(size: Sequence[int]) -> str:
     return "(" + ", ".join(["None", *map(str, dims)]) + ")"
 
 
-def output_shapes(model: nn.Sequential, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
-    """Each named layer's output shape (without the batch dimension) for one input of `input_shape`."""
-    shapes, x = {}, torch.zeros(1, *input_shape)
+def output_shapes(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """Each named layer's output shape (without the batch dimension) for one input of `input_shape`, in call order.
+
+    Read by hooks during one forward pass, so any module works, not only a sequence of layers: a child called
+    twice shows its last call, one never called (or returning no tensor) is left out."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str):
+        def hook(module, args, out):
+            if isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape[1:])
+        return hook
+
+    handles = [child.register_forward_hook(record(name)) for name, child in model.named_children()]
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        for name, layer in model.named_children():
-            x = layer(x)
-            shapes[name] = tuple(x.shape[1:])
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
     return shapes

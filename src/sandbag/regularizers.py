@@ -19,8 +19,9 @@ A technique is written as a spec string, used by the CLI and by study files alik
 
 Each technique is one object in `TECHNIQUES` (its class docstring holds its formula): how its spec is parsed, its
 loss term (`penalty`), what it does to the weights around the optimizer step (`before_step`, `after_step`) and
-where the model builder puts its layers (`layers`, at one of the builder's `SITES`). Adding a technique means one
-class and one registry entry here.
+where the model builder puts its layers (`layers`, at one of the builder's `SITES`) and which of them a user's own
+model must hold (`missing_in`, checked when a model factory builds one). Adding a technique means one class and one
+registry entry here.
 
 Penalties are sums over elements, not means. Ours is 1/2 * lam * sum(w**2): Keras's ``L2(l2)`` has no 1/2, and
 PyTorch's ``weight_decay=lam`` adds lam * w to the gradient, which is the gradient of ours.
@@ -91,6 +92,13 @@ SITES = (
     "after_hidden_dense",  # after a hidden dense unit's output
 )
 
+# What counts as a technique's layer in a user's own model: any of torch's dropout or batch-norm kinds (a model
+# factory chooses which; sandbag's own models use nn.Dropout, nn.Dropout2d and nn.BatchNorm1d/2d)
+DROPOUT_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+CHANNEL_DROPOUT_LAYERS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.FeatureAlphaDropout)
+BATCHNORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+                    nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # The techniques
@@ -132,6 +140,11 @@ class Technique:
     def layers(self, spec: Spec, site: str, width: int, conv: bool) -> list[nn.Module]:
         """Layers to insert at builder site `site` next to a hidden layer of `width` units (`conv`: channels)."""
         return []
+
+    def missing_in(self, spec: Spec, model: nn.Module) -> str:
+        """What a user's own model (built by a factory, which places the layers itself) lacks of this spec's
+        layers, named for an error message; "" when nothing is missing (or the technique has no layers)."""
+        return ""
 
     def help(self) -> str:
         value = f"={self.metavar}" if self.meaning else ""
@@ -209,6 +222,11 @@ class Noise(Technique):
         here = "unit_output" if spec.has("hidden") else "input"
         return [GaussianNoise(spec.value)] if site == here else []
 
+    def missing_in(self, spec, model):
+        if _holds(model, (GaussianNoise,), "sigma", spec.value):
+            return ""
+        return f"sandbag.regularizers.GaussianNoise({spec.value}) layer"
+
 
 class Dropout(Technique):
     """Inverted dropout with drop rate p:  y = m * x / (1 - p),  m_i ~ Bernoulli(1 - p)  in training; y = x in
@@ -228,6 +246,13 @@ class Dropout(Technique):
             return [nn.Dropout2d(spec.value)] if site == "end_of_conv_block" else []
         return [nn.Dropout(spec.value)] if site == "after_hidden_dense" else []
 
+    def missing_in(self, spec, model):
+        spatial = spec.has("spatial")
+        if _holds(model, CHANNEL_DROPOUT_LAYERS if spatial else DROPOUT_LAYERS, "p", spec.value):
+            return ""
+        kinds = "nn.Dropout1d/2d/3d or nn.FeatureAlphaDropout" if spatial else "nn.Dropout, nn.AlphaDropout, ..."
+        return f"{'channel ' if spatial else ''}dropout layer with p={spec.value} ({kinds})"
+
 
 class BatchNorm(Technique):
     """Batch normalization (torch's BatchNorm, momentum 0.1, eps 1e-5), per feature (channel) over the batch:
@@ -244,6 +269,17 @@ class BatchNorm(Technique):
         if site != here:
             return []
         return [nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width)]
+
+    def missing_in(self, spec, model):
+        if _holds(model, BATCHNORM_LAYERS):
+            return ""
+        return "batch-norm layer (nn.BatchNorm1d/2d/3d)"
+
+
+def _holds(model: nn.Module, kinds: tuple[type, ...], attribute: str = "", value: float | None = None) -> bool:
+    """Whether `model` has a layer of one of `kinds` (whose `attribute` equals `value`, when given)."""
+    return any(isinstance(m, kinds) and (not attribute or math.isclose(getattr(m, attribute), value))
+               for m in model.modules())
 
 
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in (L2(), L1(), Noise(), Dropout(), BatchNorm())}

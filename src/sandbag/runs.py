@@ -29,7 +29,7 @@ from torch import nn
 
 from . import files
 from .errors import CheckpointError, ConfigError
-from .models import build_model
+from .models import build_model, check_model_name
 from .regularizers import Spec, parse_specs
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -48,7 +48,7 @@ class RunConfig:
     """Everything that defines a training run. Defaults follow Keras: Adam, lr 1e-3, batch 32."""
 
     data: str = "mnist-5k"
-    model: str = "ref-cnn"
+    model: str = "ref-cnn"  # or a model factory's "package.module:function" (see sandbag.models)
     regs: list[str] = field(default_factory=list)
     epochs: int = 15
     batch_size: int = 32
@@ -76,6 +76,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.regs = [str(s) for s in parse_specs(self.regs)]  # validate early, store canonically
+        check_model_name(self.model)  # a factory path only by its shape: nothing is imported here
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),

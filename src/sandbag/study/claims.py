@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
+from .i18n import translator
+
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
 NEGLIGIBLE = "negligible"
 DECIDED = (SUPPORTED, CONTRADICTED, NEGLIGIBLE)
@@ -376,10 +378,11 @@ def arms_named(claim: Claim) -> set[tuple[str, str]]:
     return out
 
 
-def claims(cfg: dict, arms: list[dict]) -> list[Claim]:
+def claims(cfg: dict, arms: list[dict], lang: str = "en") -> list[Claim]:
     """The fifteen claims, in terms of the arms a study runs (cfg: the study config as a dict; arms: the plan's
     expanded arms, `sandbag.study.plan.planned_arms`, as study.json records them)."""
     small, ref, large = min(cfg["batch_sizes"]), cfg["batch_size"], max(cfg["batch_sizes"])
+    tr = translator(lang)
 
     def batch(base: str, b: int) -> tuple[str, str]:
         return batch_arm(arms, base, b, ref)
@@ -389,77 +392,95 @@ def claims(cfg: dict, arms: list[dict]) -> list[Claim]:
         part
         for t in techniques
         for part in (
-            Compare(f"{t}: clean train accuracy lower", "train_acc", (H, t), (H, "none"), "less"),
-            Compare(f"{t}: test accuracy higher", "test_acc", (H, t), (H, "none"), "greater"),
+            Compare(tr("{tech}: clean train accuracy lower", tech=t), "train_acc", (H, t), (H, "none"), "less"),
+            Compare(tr("{tech}: test accuracy higher", tech=t), "test_acc", (H, t), (H, "none"), "greater"),
         )
     )
-    speed = [Compare(f"epoch at batch {ref} slower than at {large}", "seconds_per_epoch", batch("none", ref),
-                     batch("none", large), "greater", timed=True)]
+    speed = [Compare(tr("epoch at batch {a} slower than at {b}", a=ref, b=large), "seconds_per_epoch",
+                     batch("none", ref), batch("none", large), "greater", timed=True)]
     if small < ref:
-        speed.insert(0, Compare(f"epoch at batch {small} slower than at {ref}", "seconds_per_epoch",
+        speed.insert(0, Compare(tr("epoch at batch {a} slower than at {b}", a=small, b=ref), "seconds_per_epoch",
                                 batch("none", small), batch("none", ref), "greater", timed=True))
     return [
-        Claim(1, "Regularization trades training fit for evaluation performance.", trade, "learning_curves.png"),
-        Claim(2, "L2 keeps weights small and narrows the train-test gap.", (
-            Compare("weight norm lower with L2", "weight_l2", (H, "l2"), (H, "none"), "less"),
-            Compare("gap narrower with L2", "gap", (H, "l2"), (H, "none"), "less"),
+        Claim(1, tr("Regularization trades training fit for evaluation performance."), trade, "learning_curves.png"),
+        Claim(2, tr("L2 keeps weights small and narrows the train-test gap."), (
+            Compare(tr("weight norm lower with L2"), "weight_l2", (H, "l2"), (H, "none"), "less"),
+            Compare(tr("gap narrower with L2"), "gap", (H, "l2"), (H, "none"), "less"),
         ), "validation_curves.png"),
-        Claim(3, "L2 works better with biases left out than with them included.", (
-            Compare("test accuracy: biases excluded minus included", "test_acc", (H, "l2"), (E, "l2-bias"),
+        Claim(3, tr("L2 works better with biases left out than with them included."), (
+            Compare(tr("test accuracy: biases excluded minus included"), "test_acc", (H, "l2"), (E, "l2-bias"),
                     "greater"),
         )),
-        Claim(4, "Adding 1/2*lambda*w^2 moves the loss minimum toward zero.", (
-            ClosedForm("|numeric minimum - closed form| over lambdas (and the minimum falls as lambda grows)",
+        Claim(4, tr("Adding 1/2*lambda*w^2 moves the loss minimum toward zero."), (
+            ClosedForm(tr("|numeric minimum - closed form| over lambdas (and the minimum falls as lambda grows)"),
                        "penalty_minimum_error", 1e-3),
         ), "penalty.png"),
-        Claim(5, "L1 yields many weights at or near zero, far more than L2; with the proximal option exactly zero.", (
-            Compare("fraction |w| < 1e-3: L1 minus L2", "frac_small", (H, "l1"), (H, "l2"), "greater"),
-            Compare("fraction exactly 0: proximal L1 minus plain L1", "frac_zero", (E, "l1-prox"), (H, "l1"),
+        Claim(5, tr("L1 yields many weights at or near zero, far more than L2; with the proximal option exactly "
+                    "zero."), (
+            Compare(tr("fraction |w| < 1e-3: L1 minus L2"), "frac_small", (H, "l1"), (H, "l2"), "greater"),
+            Compare(tr("fraction exactly 0: proximal L1 minus plain L1"), "frac_zero", (E, "l1-prox"), (H, "l1"),
                     "greater"),
         ), "weight_histograms.png"),
-        Claim(6, "Dropout narrows the train-test gap.", (
-            Compare("gap: dropout minus none", "gap", (H, "dropout"), (H, "none"), "less"),
+        Claim(6, tr("Dropout narrows the train-test gap."), (
+            Compare(tr("gap: dropout minus none"), "gap", (H, "dropout"), (H, "none"), "less"),
         ), "learning_curves.png"),
-        Claim(7, "Dropout slows learning and does not cut compute per epoch.", (
-            Compare(f"epochs to reach train accuracy {cfg['learn_target']}: dropout minus none", "epochs_to_target",
-                    (H, "dropout"), (H, "none"), "greater"),
-            Compare("seconds per epoch: dropout / none - 1 (not below -3%)", "seconds_per_epoch", (H, "dropout"),
-                    (H, "none"), "noninferior", margin=0.03, ratio=True, timed=True),
+        Claim(7, tr("Dropout slows learning and does not cut compute per epoch."), (
+            Compare(tr("epochs to reach train accuracy {target}: dropout minus none", target=cfg["learn_target"]),
+                    "epochs_to_target", (H, "dropout"), (H, "none"), "greater"),
+            Compare(tr("seconds per epoch: dropout / none - 1 (not below -3%)"), "seconds_per_epoch",
+                    (H, "dropout"), (H, "none"), "noninferior", margin=0.03, ratio=True, timed=True),
         ), "learning_curves.png"),
-        Claim(8, "Dropout belongs to training only: left on at evaluation it lowers accuracy and predictions vary.", (
-            Probe("test accuracy: evaluation mode minus dropout left on", "dropout_accuracy_drop",
+        Claim(8, tr("Dropout belongs to training only: left on at evaluation it lowers accuracy and predictions "
+                    "vary."), (
+            Probe(tr("test accuracy: evaluation mode minus dropout left on"), "dropout_accuracy_drop",
                   "dropout_accuracy_drop", (H, "dropout"), "greater"),
-            Probe("fraction of predictions that change between two passes with dropout on", "dropout_disagreement",
-                  "dropout_disagreement", (H, "dropout"), "greater"),
+            Probe(tr("fraction of predictions that change between two passes with dropout on"),
+                  "dropout_disagreement", "dropout_disagreement", (H, "dropout"), "greater"),
         ), "dropout.png"),
-        Claim(9, "Batch normalization gives each feature mean 0 and std 1 over the mini-batch before scale and "
-              "shift.", (
-            Check("max |mean| of normalized features (before scale/shift), trained BN models", "bn_z_mean_absmax",
-                  "bn_z_mean_absmax", (H, "bn"), 1e-3),
-            Check("max |std - sqrt(var/(var+eps))| of normalized features (std 1 up to BN's eps)",
+        Claim(9, tr("Batch normalization gives each feature mean 0 and std 1 over the mini-batch before scale and "
+              "shift."), (
+            Check(tr("max |mean| of normalized features (before scale/shift), trained BN models"),
+                  "bn_z_mean_absmax", "bn_z_mean_absmax", (H, "bn"), 1e-3),
+            Check(tr("max |std - sqrt(var/(var+eps))| of normalized features (std 1 up to BN's eps)"),
                   "bn_z_std_eps_absdev_max", "bn_z_std_eps_absdev_max", (H, "bn"), 1e-3),
         ), "bn.png"),
-        Claim(10, "BN's batch statistics act as noise: a sample's output changes with its batch companions.", (
-            Probe("std of a sample's class probabilities across companion batches: BN model minus no-BN model",
+        Claim(10, tr("BN's batch statistics act as noise: a sample's output changes with its batch companions."), (
+            Probe(tr("std of a sample's class probabilities across companion batches: BN model minus no-BN model"),
                   "bn_companion_noise_excess", "companion_prob_std_mean", (H, "bn"), "greater", b=(H, "none")),
         )),
-        Claim(11, f"Very small mini-batches make BN's effect extreme (batch {small} vs {ref}).", (
-            DiffOfDiffs(f"test accuracy effect of BN (BN minus none) at batch {small} minus at batch {ref}",
+        Claim(11, tr("Very small mini-batches make BN's effect extreme (batch {small} vs {ref}).", small=small,
+                     ref=ref), (
+            DiffOfDiffs(tr("test accuracy effect of BN (BN minus none) at batch {small} minus at batch {ref}",
+                           small=small, ref=ref),
                         "test_acc", (batch("bn", small), batch("none", small)),
                         (batch("bn", ref), batch("none", ref)), "less"),
         ), "batch_size.png"),
-        Claim(12, "Larger mini-batches make an epoch faster.", tuple(speed), "batch_size.png"),
-        Claim(13, "BN beats dropout on evaluation performance.", (
-            Compare("test accuracy: BN minus dropout", "test_acc", (H, "bn"), (H, "dropout"), "greater"),
+        Claim(12, tr("Larger mini-batches make an epoch faster."), tuple(speed), "batch_size.png"),
+        Claim(13, tr("BN beats dropout on evaluation performance."), (
+            Compare(tr("test accuracy: BN minus dropout"), "test_acc", (H, "bn"), (H, "dropout"), "greater"),
         ), "headline.png"),
-        Claim(14, "BN placed before the activation does at least as well as after it.", (
-            Compare("test accuracy: BN before minus BN after (not below -0.5 points)", "test_acc", (H, "bn"),
+        Claim(14, tr("BN placed before the activation does at least as well as after it."), (
+            Compare(tr("test accuracy: BN before minus BN after (not below -0.5 points)"), "test_acc", (H, "bn"),
                     (E, "bn-post"), "noninferior", margin=0.005),
         )),
-        Claim(15, "Noise injection narrows the train-test gap.", (
-            Compare("gap: noise minus none", "gap", (H, "noise"), (H, "none"), "less"),
+        Claim(15, tr("Noise injection narrows the train-test gap."), (
+            Compare(tr("gap: noise minus none"), "gap", (H, "noise"), (H, "none"), "less"),
         ), "learning_curves.png"),
     ]
+
+
+def localize(verdicts: list[dict], cfg: dict, arms: list[dict], lang: str) -> list[dict]:
+    """`verdicts` (English, as verdicts.json holds them) with each claim's text and each part's label in `lang`:
+    the same claims built in both languages name the same parts in the same order."""
+    if lang == "en":
+        return verdicts
+    words = {}
+    for en, other in zip(claims(cfg, arms, "en"), claims(cfg, arms, lang), strict=True):
+        words[en.text] = other.text
+        words.update((a.label, b.label) for a, b in zip(en.parts, other.parts, strict=True))
+    return [{**v, "text": words.get(v["text"], v["text"]),
+             "data": {d: {**r, "parts": [{**p, "label": words.get(p["label"], p["label"])} for p in r["parts"]]}
+                      for d, r in v["data"].items()}} for v in verdicts]
 
 
 def results_table(rows: list[dict]) -> dict:

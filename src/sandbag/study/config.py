@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..models import check_model_name, is_factory, resolve_factory
 from ..regularizers import tunable
 from ..runs import RunConfig
 from . import claims, plan
@@ -32,7 +33,7 @@ class StudyConfig:
 
     name: str = "standard"
     data: list[str] = field(default_factory=lambda: ["mnist-5k"])
-    model: str = "ref-cnn"
+    model: str = "ref-cnn"  # or your own model's factory, "package.module:function" (see sandbag.models)
     train_size: int | None = None
     test: str = "default"  # "rest": test on every image not used for training or validation (needs train_size)
     val_size: int | None = None  # the sweep's validation images, from those not used for training (else val_fraction)
@@ -116,6 +117,9 @@ class StudyConfig:
             for v in values:
                 RunConfig(regs=[f"{tech}={v}"])
         check_claims(self)
+        check_model_name(self.model)
+        if is_factory(self.model):
+            resolve_factory(self.model)  # a bad path stops the study here, before any run, not in every worker
 
     def split(self, data: str) -> dict:
         """train_size, test and val_size of data set `data`: the study's, or its `data_options`."""

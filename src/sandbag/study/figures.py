@@ -14,17 +14,17 @@ import math
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span  # noqa: E402
+from ..fonts import use_hangul_font
+from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span
+from .i18n import translator
 
 DPI = 110
 
@@ -33,6 +33,16 @@ DPI = 110
 PALETTE = ("#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#332288", "#882255",
            "#117733", "#999933", "#44AA99", "#AA4499", "#661100", "#6699CC")
 OTHER = "#7F7F7F"
+
+
+@contextmanager
+def language(lang: str = "en"):
+    """Figures drawn inside speak `lang`'s fonts: for Korean a Hangul font first in the sans-serif list (restored
+    on leaving), so no title falls back to empty boxes."""
+    with matplotlib.rc_context():
+        if lang == "ko":
+            use_hangul_font()
+        yield
 
 
 def palette(names: Sequence[str]) -> dict[str, str]:
@@ -63,16 +73,22 @@ def color_for(name: str, colors: Mapping[str, str] | None = None) -> str:
 # Helpers
 
 
+def _subplots(*args, figsize, **kwargs):
+    """A figure and its axes without pyplot: no GUI backend and no global figure list are touched, so drawing a
+    report neither changes a notebook's inline backend nor needs a display."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*args, **kwargs)
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
-def _no_data(path, title: str, why: str = "no data") -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def _no_data(path, title: str, why: str = "no data") -> Path:  # callers pass `why` in their language
+    fig, ax = _subplots(figsize=(6, 3.5))
     ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=14, color="0.4", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_axis_off()
@@ -87,7 +103,7 @@ def _floats(values) -> np.ndarray:
 def _grid_axes(n: int, width: float = 4.2, height: float = 3.3, max_cols: int = 3, sharey: bool = True):
     cols = min(max_cols, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, sharey=sharey)
+    fig, axes = _subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, sharey=sharey)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -105,10 +121,12 @@ def penalty_figure(
     a: float = 1.0,
     w0: float = 4.5,
     n: int = 20001,
+    lang: str = "en",
 ) -> dict:
     """Left: loss a/2 (w - w0)^2, the L2 term lam/2 w^2 and their sum for each lam, each sum's minimum marked.
     Right: the same with alpha |w|. The minima come from `claims.penalty_minima` (grid search next to the closed
     form, claim 4's evidence); this only plots them, and returns them."""
+    t = translator(lang)
     minima = penalty_minima(lams, alphas, a, w0, n)
     lo, hi = penalty_span(w0)
     w = grid(lo, hi, n)
@@ -117,23 +135,26 @@ def penalty_figure(
         return a * (v - w0) ** 2 / 2
 
     panels = [
-        ("l2", "λ", lambda lam: (lambda v: lam * v**2 / 2), "½λw²", "L2: loss + ½λw²"),
-        ("l1", "α", lambda al: (lambda v: al * np.abs(v)), "α|w|", "L1: loss + α|w|"),
+        ("l2", "λ", lambda lam: (lambda v: lam * v**2 / 2), "½λw²", t("L2: loss + ½λw²")),
+        ("l1", "α", lambda al: (lambda v: al * np.abs(v)), "α|w|", t("L1: loss + α|w|")),
     ]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6))
+    fig, axes = _subplots(1, 2, figsize=(14, 6))
     top = 1.35 * max(loss(lo), loss(hi), a * w0**2 / 2, 1e-9)
     for ax, (key, symbol, term_of, term_text, title) in zip(axes, panels, strict=True):
         rows = minima[key]
         values = [r["lam" if key == "l2" else "alpha"] for r in rows]
-        ax.plot(w, loss(w), color="black", lw=2.2, label=f"loss a(w−w0)²/2 (a={a:g}, min at w0={w0:g})")
-        colors = plt.cm.viridis(np.linspace(0.05, 0.85, max(len(values), 1)))
+        ax.plot(w, loss(w), color="black", lw=2.2,
+                label=t("loss a(w−w0)²/2 (a={a}, min at w0={w0})", a=f"{a:g}", w0=f"{w0:g}"))
+        colors = matplotlib.colormaps["viridis"](np.linspace(0.05, 0.85, max(len(values), 1)))
         for k, (value, color) in enumerate(zip(values, colors, strict=False)):
             term = term_of(value)
             total = loss(w) + term(w)
             w_num = rows[k]["numeric_min"]
             i = int(np.searchsorted(w, w_num))
             ax.plot(w, term(w), color=color, lw=1, ls="--", alpha=0.8)
-            ax.plot(w, total, color=color, lw=2, label=f"loss + {term_text}, {symbol}={value:g}: min at w*={w_num:.3f}")
+            label = t("loss + {term}, {symbol}={value}: min at w*={w}", term=term_text, symbol=symbol,
+                      value=f"{value:g}", w=f"{w_num:.3f}")
+            ax.plot(w, total, color=color, lw=2, label=label)
             ax.plot([w_num], [total[i]], "o", color=color, ms=8, mec="black", zorder=5)
             same = sum(math.isclose(r["numeric_min"], w_num, abs_tol=1e-9) for r in rows[:k])  # stack labels
             ax.annotate(
@@ -141,22 +162,23 @@ def penalty_figure(
                 textcoords="offset points", fontsize=8, color=color,
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
             )
-        ax.plot([], [], color="0.4", lw=1, ls="--", label=f"penalty term {term_text} alone (dashed)")
+        ax.plot([], [], color="0.4", lw=1, ls="--", label=t("penalty term {term} alone (dashed)", term=term_text))
         ax.axvline(0, color="0.6", lw=0.8)
         ax.axvline(w0, color="0.6", lw=0.8, ls=":")
         ax.set_xlim(lo, hi)
         ax.set_ylim(-0.04 * top, top)
-        ax.set_xlabel("weight w")
-        ax.set_ylabel("objective value")
+        ax.set_xlabel(t("weight w"))
+        ax.set_ylabel(t("objective value"))
         note = (
-            "minimum moves toward 0 as λ grows, never reaches it: w* = a·w0/(a+λ)"
+            t("minimum moves toward 0 as λ grows, never reaches it: w* = a·w0/(a+λ)")
             if key == "l2"
-            else f"minimum is exactly 0 once α ≥ a·|w0| = {a * abs(w0):g}: w* = sign(w0)·max(|w0|−α/a, 0)"
+            else t("minimum is exactly 0 once α ≥ a·|w0| = {bound}: w* = sign(w0)·max(|w0|−α/a, 0)",
+                   bound=f"{a * abs(w0):g}")
         )
         ax.set_title(f"{title}\n{note}", fontsize=10)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
         ax.grid(alpha=0.3)
-    fig.suptitle("How a weight penalty moves the minimum of a one-weight quadratic loss")
+    fig.suptitle(t("How a weight penalty moves the minimum of a one-weight quadratic loss"))
     _save(fig, path)
     return minima
 
@@ -181,14 +203,16 @@ def _mean_std(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.nanmean(m, 0), np.nanstd(m, 0)
 
 
-def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, str] | None = None) -> Path:
+def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, str] | None = None,
+                    lang: str = "en") -> Path:
     """One panel per technique: clean (evaluation-mode) train accuracy (solid) and test accuracy (dashed) per
     epoch, mean over seeds with a ±1 std band. curves[arm] = {"epoch": [...], "train_acc": [[per seed]...],
     "test_acc": [[per seed]...]}, and optionally "train_epoch" when the train curve has epochs of its own (a run
     that tracks training accuracy every epoch but evaluates the test set every few)."""
-    title = "Learning curves: clean train vs test accuracy"
+    t = translator(lang)
+    title = t("Learning curves: clean train vs test accuracy")
     if not curves:
-        return _no_data(path, title)
+        return _no_data(path, title, t("no data"))
     fig, axes = _grid_axes(len(curves))
     for ax, (arm, c) in zip(axes, curves.items(), strict=True):
         epochs = _floats(c.get("epoch") or [])
@@ -198,23 +222,23 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
         seeds = max(len(train), len(test))
         color = color_for(arm, colors)
         train_epochs = _floats(c["train_epoch"]) if c.get("train_epoch") else epochs
-        for series, x, ls, label in ((train, train_epochs, "-", "train (clean)"), (test, epochs, "--", "test")):
+        for series, x, ls, label in ((train, train_epochs, "-", t("train (clean)")), (test, epochs, "--", t("test"))):
             if not series or len(x) == 0:
                 continue
             mean, std = _mean_std(_seed_matrix(series, len(x)))
             ax.plot(x, mean, ls=ls, color=color, lw=2, marker="o" if len(x) <= 15 else None, ms=4,
-                    label=f"{label}, mean")
+                    label=t("{label}, mean", label=label))
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15 if ls == "-" else 0.08,
-                            label=f"{label}, ±1 std")
+                            label=t("{label}, ±1 std", label=label))
         if len(epochs) == 0 or seeds == 0:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
-        ax.set_title(f"{arm} (n={seeds} seed{'s' if seeds != 1 else ''})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("accuracy (fraction correct)")
+            ax.text(0.5, 0.5, t("no data"), ha="center", va="center", color="0.4", transform=ax.transAxes)
+        ax.set_title(t("{arm} (n={n} seeds)" if seeds != 1 else "{arm} (n={n} seed)", arm=arm, n=seeds))
+        ax.set_xlabel(t("epoch"))
+        ax.set_ylabel(t("accuracy (fraction correct)"))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title} (mean ± 1 std over seeds)")
+    fig.suptitle(t("{title} (mean ± 1 std over seeds)", title=title))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -258,24 +282,26 @@ def _trim(edges, counts) -> tuple[np.ndarray, np.ndarray]:
     return edges[lo : hi + 1], counts[lo:hi]
 
 
-def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3,
+def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3, lang: str = "en",
                       colors: Mapping[str, str] | None = None) -> Path:
     """Left: histograms of the weight values, log-scale counts. Right: log10 |w| of the nonzero weights. Legend
     labels give each arm's fraction of weights exactly 0 and with |w| < `small`. weights[arm]: raw values or a
     `histogram` dict (counts on fixed bins, as probes.json holds them)."""
-    title = "Weight values of the conv/dense layers"
+    t = translator(lang)
+    title = t("Weight values of the conv/dense layers")
     hists = {k: histogram(v) for k, v in weights.items()}
     if not hists or all(h["n"] == 0 for h in hists.values()):
-        return _no_data(path, title)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+        return _no_data(path, title, t("no data"))
+    fig, (left, right) = _subplots(1, 2, figsize=(13, 5))
     any_nonzero = False
     for label, h in hists.items():
         color = color_for(label, colors)
         if h["n"] == 0:
-            left.plot([], [], color=color, label=f"{label}: no weights")
+            left.plot([], [], color=color, label=t("{label}: no weights", label=label))
             continue
         zero, tiny = h["zero"] / h["n"], h["small"] / h["n"]
-        text = f"{label} (n={h['n']:,}): exactly 0: {zero:.1%}, |w|<{small:g}: {tiny:.1%}"
+        text = t("{label} (n={n}): exactly 0: {zero}, |w|<{small}: {tiny}", label=label, n=f"{h['n']:,}",
+                 zero=f"{zero:.1%}", small=f"{small:g}", tiny=f"{tiny:.1%}")
         edges, counts = _trim(h["edges"], h["counts"])
         if len(counts):
             left.stairs(counts, edges, color=color, lw=1.8, label=text)
@@ -285,24 +311,25 @@ def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3,
         nonzero = h["n"] - h["zero"]
         if len(log_counts):
             any_nonzero = True
-            right.stairs(log_counts, log_edges, color=color, lw=1.8, label=f"{label}: {nonzero:,} nonzero")
+            right.stairs(log_counts, log_edges, color=color, lw=1.8,
+                         label=t("{label}: {n} nonzero", label=label, n=f"{nonzero:,}"))
         else:
-            right.plot([], [], color=color, label=f"{label}: all weights exactly 0")
+            right.plot([], [], color=color, label=t("{label}: all weights exactly 0", label=label))
     left.set_yscale("log")
-    left.set_xlabel("weight value w")
-    left.set_ylabel("count (log scale)")
-    left.set_title("Distribution of weight values")
+    left.set_xlabel(t("weight value w"))
+    left.set_ylabel(t("count (log scale)"))
+    left.set_title(t("Distribution of weight values"))
     left.legend(fontsize=7.5)
     left.grid(alpha=0.3)
     right.axvline(np.log10(small), color="0.5", ls=":", lw=1)
     if any_nonzero:
         right.set_yscale("log")
     else:
-        right.text(0.5, 0.5, "every weight is exactly 0", ha="center", va="center", color="0.4",
+        right.text(0.5, 0.5, t("every weight is exactly 0"), ha="center", va="center", color="0.4",
                    transform=right.transAxes)
-    right.set_xlabel("log10 |w| (nonzero weights; exact zeros counted in the left legend)")
-    right.set_ylabel("count (log scale)")
-    right.set_title(f"Magnitudes: the dotted line is |w| = {small:g}")
+    right.set_xlabel(t("log10 |w| (nonzero weights; exact zeros counted in the left legend)"))
+    right.set_ylabel(t("count (log scale)"))
+    right.set_title(t("Magnitudes: the dotted line is |w| = {small}", small=f"{small:g}"))
     if right.get_legend_handles_labels()[0]:
         right.legend(fontsize=7.5)
     right.grid(alpha=0.3)
@@ -316,7 +343,7 @@ def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3,
 
 
 def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: Sequence[float],
-                   color: str = PALETTE[4]) -> Path:
+                   color: str = PALETTE[4], lang: str = "en") -> Path:
     """Left: the dropout keep-masks of one sample over training steps (dropped units dark). Right: test accuracy
     in evaluation mode vs with dropout wrongly left on at test time (per-seed points, mean bars)."""
     masks = np.asarray(masks if masks is not None else np.zeros((0, 0)), dtype=bool)
@@ -324,37 +351,39 @@ def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: S
         masks = masks[None, :]
     ev, on = _floats(eval_acc), _floats(on_acc)
     ev, on = ev[np.isfinite(ev)], on[np.isfinite(on)]
-    title = "Dropout: random masks in training, and why it must be off at test time"
+    t = translator(lang)
+    title = t("Dropout: random masks in training, and why it must be off at test time")
     if masks.size == 0 and len(ev) == 0 and len(on) == 0:
-        return _no_data(path, title)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
+        return _no_data(path, title, t("no data"))
+    fig, (left, right) = _subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.6, 1]})
     if masks.size:
         left.imshow(masks, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
                     extent=(-0.5, masks.shape[1] - 0.5, masks.shape[0] + 0.5, 0.5))
-        left.set_title(f"Keep-masks for one sample: kept {masks.mean():.0%} of {masks.shape[1]} units "
-                       "(white kept, black dropped)", fontsize=10)
-        left.set_xlabel("hidden unit (dense layer input)")
-        left.set_ylabel("training step")
+        left.set_title(t("Keep-masks for one sample: kept {kept} of {units} units (white kept, black dropped)",
+                         kept=f"{masks.mean():.0%}", units=masks.shape[1]), fontsize=10)
+        left.set_xlabel(t("hidden unit (dense layer input)"))
+        left.set_ylabel(t("training step"))
         left.yaxis.set_major_locator(MaxNLocator(integer=True))
     else:
-        left.text(0.5, 0.5, "no masks", ha="center", va="center", color="0.4", transform=left.transAxes)
+        left.text(0.5, 0.5, t("no masks"), ha="center", va="center", color="0.4", transform=left.transAxes)
         left.set_axis_off()
-    groups = [("eval mode\n(dropout off)", ev, color), ("dropout left on\n(wrong)", on, "#999999")]
+    groups = [(t("eval mode\n(dropout off)"), ev, color), (t("dropout left on\n(wrong)"), on, "#999999")]
     for i, (label, vals, color) in enumerate(groups):
         if len(vals):
             right.bar(i, vals.mean(), width=0.6, color=color, alpha=0.5, edgecolor="black",
-                      label=f"{label.splitlines()[0]}: mean {vals.mean():.3f} (n={len(vals)})")
+                      label=t("{label}: mean {mean} (n={n})", label=label.splitlines()[0], mean=f"{vals.mean():.3f}",
+                              n=len(vals)))
             jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else np.zeros(1)
             right.plot(i + jitter, vals, "o", color="black", ms=5)
-    right.plot([], [], "o", color="black", ms=5, label="one seed")
+    right.plot([], [], "o", color="black", ms=5, label=t("one seed"))
     right.set_xticks([0, 1], [g[0] for g in groups])
     right.set_xlim(-0.6, 1.6)
     finite = np.concatenate([ev, on])
     if len(finite):
         lo = max(0.0, finite.min() - 0.1)
         right.set_ylim(lo, min(1.0, finite.max() + 0.05) if finite.max() + 0.05 > lo else lo + 0.1)
-    right.set_ylabel("test accuracy (fraction correct)")
-    right.set_title("Test accuracy", fontsize=10)
+    right.set_ylabel(t("test accuracy (fraction correct)"))
+    right.set_title(t("Test accuracy"), fontsize=10)
     right.legend(fontsize=7.5, loc="lower right")
     right.grid(alpha=0.3, axis="y")
     fig.suptitle(title)
@@ -366,39 +395,42 @@ def dropout_figure(path, masks: np.ndarray, eval_acc: Sequence[float], on_acc: S
 # Batch norm
 
 
-def bn_figure(path, before, after, title_suffix: str = "", color: str = PALETTE[5]) -> Path:
+def bn_figure(path, before, after, title_suffix: str = "", color: str = PALETTE[5], lang: str = "en") -> Path:
     """Histograms of one hidden feature over a training batch: BN's input (left) and the normalized value
     (right, before BN's scale and shift) with the standard normal density for reference. before/after: raw values
     or `histogram` dicts (as probes.json holds them)."""
     b, z = histogram(before, bins=60, symmetric=False), histogram(after, bins=60, symmetric=False)
     suffix = str(title_suffix or "").strip()
-    title = "Batch norm: one hidden feature before and after normalization" + (f" {suffix}" if suffix else "")
+    t = translator(lang)
+    title = t("Batch norm: one hidden feature before and after normalization") + (f" {suffix}" if suffix else "")
     if b["n"] == 0 and z["n"] == 0:
-        return _no_data(path, title)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        return _no_data(path, title, t("no data"))
+    fig, axes = _subplots(1, 2, figsize=(12, 4.5))
     panels = [
-        (axes[0], b, "#999999", "before BN (layer input)", "activation value", False),
-        (axes[1], z, color, "after normalization z = (x − μ_B) / √(σ²_B + ε)", "normalized value z", True),
+        (axes[0], b, "#999999", t("before BN (layer input)"), t("activation value"), False),
+        (axes[1], z, color, t("after normalization z = (x − μ_B) / √(σ²_B + ε)"), t("normalized value z"), True),
     ]
     for ax, h, color_, label, xlabel, normal in panels:
         if h["n"] == 0 or not h["counts"]:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
+            ax.text(0.5, 0.5, t("no data"), ha="center", va="center", color="0.4", transform=ax.transAxes)
             ax.set_title(label, fontsize=10)
             continue
         edges, counts = np.asarray(h["edges"], dtype=float), np.asarray(h["counts"], dtype=float)
         widths = np.diff(edges)
         density = counts / (counts.sum() * np.where(widths > 0, widths, 1.0))
         mean, std = float(h["mean"]), float(h["std"])
-        ax.stairs(density, edges, fill=True, color=color_, alpha=0.7, label=f"{h['n']:,} values")
-        ax.axvline(mean, color="black", lw=1.5, label=f"mean = {mean:.3g}")
-        ax.axvspan(mean - std, mean + std, color="black", alpha=0.07, label=f"± 1 std (std = {std:.3g})")
+        ax.stairs(density, edges, fill=True, color=color_, alpha=0.7, label=t("{n} values", n=f"{h['n']:,}"))
+        ax.axvline(mean, color="black", lw=1.5, label=t("mean = {mean}", mean=f"{mean:.3g}"))
+        ax.axvspan(mean - std, mean + std, color="black", alpha=0.07,
+                   label=t("± 1 std (std = {std})", std=f"{std:.3g}"))
         if normal:
             points = np.linspace(min(edges[0], -3), max(edges[-1], 3), 200)
             ax.plot(points, np.exp(-points**2 / 2) / math.sqrt(2 * math.pi), color="black", ls="--", lw=1,
-                    label="N(0, 1) density")
-        ax.set_title(f"{label}\nmean {mean:.3g}, std {std:.3g}", fontsize=10)
+                    label=t("N(0, 1) density"))
+        ax.set_title(t("{label}\nmean {mean}, std {std}", label=label, mean=f"{mean:.3g}", std=f"{std:.3g}"),
+                     fontsize=10)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("density")
+        ax.set_ylabel(t("density"))
         ax.legend(fontsize=7.5)
         ax.grid(alpha=0.3)
     fig.suptitle(title)
@@ -406,21 +438,23 @@ def bn_figure(path, before, after, title_suffix: str = "", color: str = PALETTE[
     return _save(fig, path)
 
 
-def batch_size_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None) -> Path:
+def batch_size_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None,
+                      lang: str = "en") -> Path:
     """Left: test accuracy vs batch size with and without BN (error bars: CI half-widths). Right: seconds per
     epoch vs batch size. rows: {"batch_size", "bn", "test_acc_mean", "test_acc_ci", "seconds_per_epoch_mean"}."""
-    title = "Batch size: test accuracy and training time, with and without batch norm"
+    t = translator(lang)
+    title = t("Batch size: test accuracy and training time, with and without batch norm")
     rows = [r for r in rows or [] if r.get("batch_size") is not None]
     if not rows:
-        return _no_data(path, title)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
+        return _no_data(path, title, t("no data"))
+    fig, (left, right) = _subplots(1, 2, figsize=(12, 4.6))
     sizes = sorted({int(r["batch_size"]) for r in rows})
     for bn in (False, True):
         group = sorted((r for r in rows if bool(r.get("bn")) == bn), key=lambda r: r["batch_size"])
         if not group:
             continue
         x = np.array([r["batch_size"] for r in group], dtype=float)
-        color, label = (color_for("bn", colors), "with BN") if bn else (color_for("none", colors), "without BN")
+        color, label = (color_for("bn", colors), t("with BN")) if bn else (color_for("none", colors), t("without BN"))
         acc = _floats([r.get("test_acc_mean") for r in group])
         ci = np.nan_to_num(_floats([r.get("test_acc_ci") for r in group]))
         sec = _floats([r.get("seconds_per_epoch_mean") for r in group])
@@ -430,14 +464,14 @@ def batch_size_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] |
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
-        ax.set_xlabel("batch size (samples, log2 scale)")
+        ax.set_xlabel(t("batch size (samples, log2 scale)"))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    left.set_ylabel("test accuracy (fraction correct)")
-    left.set_title("Test accuracy (error bars: 95% CI over seeds)", fontsize=10)
-    right.set_ylabel("seconds per epoch")
-    right.set_title("Training time per epoch", fontsize=10)
+    left.set_ylabel(t("test accuracy (fraction correct)"))
+    left.set_title(t("Test accuracy (error bars: 95% CI over seeds)"), fontsize=10)
+    right.set_ylabel(t("seconds per epoch"))
+    right.set_title(t("Training time per epoch"), fontsize=10)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
@@ -447,20 +481,22 @@ def batch_size_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] |
 # Headline and validation curves
 
 
-def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None) -> Path:
+def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | None = None,
+                    lang: str = "en") -> Path:
     """Test accuracy (left) and train-test gap (right) per technique, mean with 95% CI error bars.
     rows: {"arm", "test_acc_mean", "test_acc_ci", "gap_mean", "gap_ci", "n"}."""
-    title = "Regularization techniques: test accuracy and generalization gap"
+    t = translator(lang)
+    title = t("Regularization techniques: test accuracy and generalization gap")
     rows = [r for r in rows or [] if r.get("arm") is not None]
     if not rows:
-        return _no_data(path, title)
-    fig, axes = plt.subplots(1, 2, figsize=(12, max(3.2, 0.45 * len(rows) + 1.8)))
+        return _no_data(path, title, t("no data"))
+    fig, axes = _subplots(1, 2, figsize=(12, max(3.2, 0.45 * len(rows) + 1.8)))
     y = np.arange(len(rows))
     labels = [f"{r['arm']} (n={r.get('n', '?')})" for r in rows]
     row_colors = [color_for(r["arm"], colors) for r in rows]
     panels = [
-        (axes[0], "test_acc", "test accuracy (fraction correct)", "Test accuracy"),
-        (axes[1], "gap", "train − test accuracy (fraction)", "Generalization gap (lower: less overfitting)"),
+        (axes[0], "test_acc", t("test accuracy (fraction correct)"), t("Test accuracy")),
+        (axes[1], "gap", t("train − test accuracy (fraction)"), t("Generalization gap (lower: less overfitting)")),
     ]
     for ax, key, xlabel, panel_title in panels:
         mean = _floats([r.get(f"{key}_mean") for r in rows])
@@ -469,11 +505,11 @@ def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | N
             if np.isfinite(mean[i]):
                 err = None if not np.isfinite(ci[i]) else [[ci[i]], [ci[i]]]
                 ax.errorbar(mean[i], y[i], xerr=err, fmt="o", color=row_colors[i], capsize=4, ms=7, lw=1.8)
-        note = "mean with 95% CI over seeds"
+        note = t("mean with 95% CI over seeds")
         baseline = next((i for i, r in enumerate(rows) if r["arm"] == "none"), None)
         if key == "test_acc" and baseline is not None and np.isfinite(mean[baseline]):
             ax.axvline(mean[baseline], color=row_colors[baseline], lw=0.8, ls=":")
-            note += "; dotted: mean of none"
+            note += t("; dotted: mean of none")
         if key == "gap":
             ax.axvline(0, color="0.5", lw=0.8)
         ax.set_yticks(y, labels)
@@ -494,21 +530,22 @@ def standard_error(values) -> float:
 
 
 def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None,
-                      colors: Mapping[str, str] | None = None) -> Path:
+                      colors: Mapping[str, str] | None = None, lang: str = "en") -> Path:
     """One panel per technique: validation accuracy vs strength (log x where the values span decades), each
     point a run, the line through the mean per value with ±1 standard error (several seeds per value), the chosen
     value marked. sweeps[t] = [(value, val_acc)...]."""
-    title = "Choosing each technique's strength on validation data"
+    t = translator(lang)
+    title = t("Choosing each technique's strength on validation data")
     chosen = chosen or {}
     sweeps = {k: [(float(v), float(a)) for v, a in pts if v is not None and a is not None] for k, pts in
               (sweeps or {}).items()}
     if not sweeps:
-        return _no_data(path, title)
+        return _no_data(path, title, t("no data"))
     fig, axes = _grid_axes(len(sweeps), sharey=False)
     for ax, (tech, pts) in zip(axes, sweeps.items(), strict=True):
         color = color_for(tech, colors)
         if not pts:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", color="0.4", transform=ax.transAxes)
+            ax.text(0.5, 0.5, t("no data"), ha="center", va="center", color="0.4", transform=ax.transAxes)
             ax.set_title(tech)
             continue
         values = np.array([p[0] for p in pts])
@@ -521,21 +558,21 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
                 ax.set_xscale("symlog", linthresh=float(positive.min()))
             else:
                 ax.set_xscale("log")
-        ax.plot(values, accs, "o", color=color, alpha=0.45, ms=5, label="one run")
+        ax.plot(values, accs, "o", color=color, alpha=0.45, ms=5, label=t("one run"))
         half = np.array([standard_error(accs[values == u]) for u in uniq])
-        ax.plot(uniq, means, "-", color=color, lw=1.8, label="mean per value")
+        ax.plot(uniq, means, "-", color=color, lw=1.8, label=t("mean per value"))
         if np.isfinite(half).any():
             ax.errorbar(uniq, means, yerr=np.where(np.isfinite(half), half, 0), fmt="none", ecolor=color,
-                        capsize=4, lw=1.2, label="±1 standard error over seeds")
+                        capsize=4, lw=1.2, label=t("±1 standard error over seeds"))
         if tech in chosen and chosen[tech] is not None:
             c = float(chosen[tech])
             ax.axvline(c, color="black", ls="--", lw=1)
             near = np.argmin(np.abs(uniq - c))
             ax.plot([c], [means[near] if np.isclose(uniq[near], c) else np.nanmax(means)], "*", color="black",
-                    ms=14, label=f"chosen: {c:g}")
+                    ms=14, label=t("chosen: {value}", value=f"{c:g}"))
         ax.set_title(tech)
-        ax.set_xlabel(f"{tech} strength")
-        ax.set_ylabel("validation accuracy (fraction correct)")
+        ax.set_xlabel(t("{tech} strength", tech=tech))
+        ax.set_ylabel(t("validation accuracy (fraction correct)"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5)
     fig.suptitle(title)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import files
 from . import claims, figures
+from .i18n import TIMING_METHOD, translator
 from .results import read_metrics, read_results
 
 VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negligible": "NEGLIGIBLE",
@@ -27,23 +28,44 @@ PROBES = "probes.json"  # written into each run folder by sandbag.study.probes
 TIMING = "timing.json"  # written into the study folder by sandbag.study.timing
 
 
-def build_report(study_dir: Path | str) -> Path:
-    """Write analysis.json, verdicts.json, figures/*.png, report.md and report.html; return report.html's path."""
+def build_report(study_dir: Path | str, lang: str = "en") -> Path:
+    """Write analysis.json, verdicts.json, figures/*.png, report.md and report.html; return report.html's path.
+    `lang` ("en" or "ko") is the language of report.md, report.html and the figures; analysis.json and
+    verdicts.json are the same in every language (English texts), for tools that read them."""
     study_dir = Path(study_dir)
+    t = translator(lang)
     meta = json.loads((study_dir / "study.json").read_text())
     cfg = meta["config"]
     rows = attach_probes(study_dir, read_results(study_dir))
     arms = study_arms(meta, rows)
     colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
-    figure_paths = {data: _figures(study_dir, cfg, meta, rows, arms, data, colors) for data in cfg["data"]}
+    with figures.language(lang):
+        figure_paths = {data: _figures(study_dir, cfg, meta, rows, arms, data, colors, lang) for data in cfg["data"]}
     files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg, rows, arms)))
     timing = _read_timing(study_dir)
     verdicts = claims.evaluate_claims(cfg, rows, arms, timing=timing["rows"] if timing else None)
     files.write_json(study_dir / "verdicts.json", jsonable(verdicts))
-    blocks = _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing)
+    shown = claims.localize(verdicts, cfg, arms, lang)
+    blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t)
     files.write_text(study_dir / "report.md", _markdown(blocks))
-    files.write_text(study_dir / "report.html", _html(blocks, study_dir))
+    files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
     return study_dir / "report.html"
+
+
+def localized_verdicts(study_dir: Path, lang: str = "en"):
+    """verdicts.json in `lang` for a terminal table: (verdicts, translator, verdict cell function). English keeps
+    the lowercase verdict words of verdicts.json."""
+    study_dir = Path(study_dir)
+    t = translator(lang)
+    verdicts = json.loads((study_dir / "verdicts.json").read_text())
+    if lang == "en":
+        def cell(result):
+            mixed = result["verdict"] == claims.MIXED and result.get("decided")
+            return f"{result['verdict']} (decided)" if mixed else result["verdict"]
+        return verdicts, t, cell
+    meta = json.loads((study_dir / "study.json").read_text())
+    arms = study_arms(meta, read_results(study_dir))
+    return claims.localize(verdicts, meta["config"], arms, lang), t, lambda result: _claim_cell(result, t)
 
 
 def _read_timing(study_dir: Path) -> dict | None:
@@ -82,38 +104,38 @@ def _probed(runs: list[dict]) -> list[dict]:
 # Figures
 
 
-def _figures(study_dir, cfg, meta, rows, arms, data, colors) -> dict[str, Path]:
+def _figures(study_dir, cfg, meta, rows, arms, data, colors, lang) -> dict[str, Path]:
     fig_dir = study_dir / "figures" / slug(data)
     files.make_dir(fig_dir)
-    figures.penalty_figure(fig_dir / "penalty.png")
+    figures.penalty_figure(fig_dir / "penalty.png", lang=lang)
     paths = {"penalty.png": fig_dir / "penalty.png"}
     paths["learning_curves.png"] = figures.learning_curves(fig_dir / "learning_curves.png",
-                                                           _curves(study_dir, rows, arms, data), colors)
+                                                           _curves(study_dir, rows, arms, data), colors, lang)
     weights = {}
     for arm in arms:
         probed = _probed(_runs(rows, data, arm["group"], arm["arm"]))
         if "weights" in arm.get("figures", ()) and probed:
             weights[arm["arm"]] = probed[0]["weights"]
     paths["weight_histograms.png"] = figures.weight_histograms(fig_dir / "weight_histograms.png", weights,
-                                                               colors=colors)
+                                                               colors=colors, lang=lang)
     dropout = [p for p in _probed(_runs(rows, data, "headline", "dropout")) if "dropout_eval_acc" in p]
     masks = np.array([[c == "1" for c in row] for row in dropout[0]["dropout_masks"]]) if dropout else None
     paths["dropout.png"] = figures.dropout_figure(
         fig_dir / "dropout.png", masks if masks is not None else np.zeros((1, 1), dtype=bool),
         [p["dropout_eval_acc"] for p in dropout], [p["dropout_on_acc"] for p in dropout],
-        color=figures.color_for("dropout", colors))
+        color=figures.color_for("dropout", colors), lang=lang)
     bn = [p for p in _probed(_runs(rows, data, "headline", "bn")) if "bn_example" in p]
     example = bn[0]["bn_example"] if bn else {"before": [], "after": [], "layer": "", "feature": 0}
+    suffix = translator(lang)(" ({layer}, feature {feature})", layer=example["layer"], feature=example["feature"])
     paths["bn.png"] = figures.bn_figure(fig_dir / "bn.png", example["before"], example["after"],
-                                        title_suffix=f" ({example['layer']}, feature {example['feature']})",
-                                        color=figures.color_for("bn", colors))
+                                        title_suffix=suffix, color=figures.color_for("bn", colors), lang=lang)
     paths["batch_size.png"] = figures.batch_size_figure(fig_dir / "batch_size.png",
-                                                        _batch_rows(cfg, rows, arms, data), colors)
+                                                        _batch_rows(cfg, rows, arms, data), colors, lang)
     paths["headline.png"] = figures.headline_figure(fig_dir / "headline.png", _headline_rows(rows, arms, data),
-                                                    colors)
+                                                    colors, lang)
     sweeps, chosen = _sweeps(rows, data, meta.get("chosen", {}).get(data, {}))
     paths["validation_curves.png"] = figures.validation_curves(fig_dir / "validation_curves.png", sweeps, chosen,
-                                                               colors)
+                                                               colors, lang)
     return {name: Path(path).relative_to(study_dir) for name, path in paths.items()}
 
 
@@ -189,100 +211,114 @@ def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
 # The document: a list of blocks rendered to Markdown and to HTML from one source
 
 
-def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None) -> list[tuple]:
+def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None, t=None) -> list[tuple]:
+    t = t or translator("en")
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
-    blocks: list[tuple] = [("h1", f"sandbag study: {cfg['name']}")]
+    blocks: list[tuple] = [("h1", t("sandbag study: {name}", name=cfg["name"]))]
     if cfg.get("quick"):
-        blocks.append(("p", "**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
-                            "as a smoke test, not as evidence.**"))
+        blocks.append(("p", t("**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
+                              "as a smoke test, not as evidence.**")))
+    track = (t("measured every epoch on a fixed stratified subset of {n} training images.", n=cfg["track_size"])
+             if cfg.get("track_size") else t("interpolated between the evaluated epochs."))
+    every = (t(" Clean figures every {k} epochs and at the last.", k=cfg["eval_every"])
+             if cfg.get("eval_every", 1) > 1 else "")
     blocks += [
-        ("p", f"{n_runs} runs on {', '.join(cfg['data'])}; {cfg['seeds']} seeds for the headline comparison, "
-              f"{cfg['extra_seeds']} for the sub-experiments. Wall time {_fmt_seconds(meta.get('wall_seconds'))}, "
-              f"compute in runs {_fmt_seconds(meta.get('cpu_seconds_runs'))}."),
-        *_problems(meta, rows),
-        ("p", f"Command: `{meta['command']}`"),
-        ("p", f"Versions: sandbag {ver['sandbag']}, torch {ver['torch']}, Python {ver.get('python', '?')}. "
-              f"Hardware: {hw['processor']}, {hw['cpus']} CPUs, {hw['workers']} workers x "
-              f"{hw['threads_per_worker']} threads."),
-        ("h2", "Protocol"),
+        ("p", t("{n_runs} runs on {data}; {seeds} seeds for the headline comparison, {extra_seeds} for the "
+                "sub-experiments. Wall time {wall}, compute in runs {compute}.", n_runs=n_runs,
+                data=", ".join(cfg["data"]), seeds=cfg["seeds"], extra_seeds=cfg["extra_seeds"],
+                wall=_fmt_seconds(meta.get("wall_seconds")), compute=_fmt_seconds(meta.get("cpu_seconds_runs")))),
+        *_problems(meta, rows, t),
+        ("p", t("Command: `{command}`", command=meta["command"])),
+        ("p", t("Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, "
+                "{workers} workers x {threads} threads.", sandbag=ver["sandbag"], torch=ver["torch"],
+                python=ver.get("python", "?"), processor=hw["processor"], cpus=hw["cpus"], workers=hw["workers"],
+                threads=hw["threads_per_worker"])),
+        ("h2", t("Protocol")),
         ("ul", [
-            f"Model {cfg['model']}; optimizer {cfg['optimizer']} (lr {cfg['lr']}); {cfg['epochs']} epochs at batch "
-            f"{cfg['batch_size']}; training set {'all' if not cfg['train_size'] else cfg['train_size']} samples "
-            f"(stratified, seeded); test set: {_test_text(cfg, rows)}.",
-            f"Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on "
-            f"{_validation_text(cfg)} ({cfg['sweep_epochs']} epochs, {cfg.get('sweep_seeds', 1)} seed(s) per "
-            f"strength, the mean decides), never on the test set. The chosen value then runs on {cfg['seeds']} "
-            "seeds.",
-            "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
-            "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
-            "as good'), contradicted if on the other side, negligible (no practical difference) if neither and the "
-            "interval lies inside ± the smallest effect of interest, inconclusive otherwise. A claim is decided "
-            "when every part is supported, contradicted or negligible; its verdict is their common one, or mixed.",
-            f"Smallest effects of interest: {_smallest(cfg)}.",
-            "Multiple comparisons: beside each verdict, its p-value (of the test behind it: zero difference, the "
-            "margin, or both equivalence bounds; p < 0.05 exactly when the interval decides) adjusted by Holm's "
-            "method over every paired part of every claim of the data set (family-wise error 5%); the parts that "
-            "read machine timings are adjusted as a family of their own, so the other verdicts do not depend on "
-            "the machine's speed.",
-            "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from "
-            "the observed paired spread), and the seeds that would detect the observed difference.",
-            "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
-            f"epoch at which clean training accuracy reaches {cfg['learn_target']} (epochs + 1 if never), "
-            + (f"measured every epoch on a fixed stratified subset of {cfg['track_size']} training images."
-               if cfg.get("track_size") else "interpolated between the evaluated epochs.")
-            + (f" Clean figures every {cfg['eval_every']} epochs and at the last." if cfg.get("eval_every", 1) > 1
-               else ""),
-            (f"Timing claims (seconds per epoch): {timing['method']}." if timing else
-             "Timing claims (seconds per epoch): from the runs themselves, which ran in parallel workers and shared "
-             "the machine (this study has no timing phase)."),
+            t("Model {model}; optimizer {optimizer} (lr {lr}); {epochs} epochs at batch {batch_size}; training set "
+              "{train} samples (stratified, seeded); test set: {test}.", model=cfg["model"],
+              optimizer=cfg["optimizer"], lr=cfg["lr"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+              train=t("all") if not cfg["train_size"] else cfg["train_size"], test=_test_text(cfg, t)),
+            t("Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on "
+              "{validation} ({sweep_epochs} epochs, {sweep_seeds} seed(s) per strength, the mean decides), never on "
+              "the test set. The chosen value then runs on {seeds} seeds.", validation=_validation_text(cfg, t),
+              sweep_epochs=cfg["sweep_epochs"], sweep_seeds=cfg.get("sweep_seeds", 1), seeds=cfg["seeds"]),
+            t("Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
+              "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
+              "as good'), contradicted if on the other side, negligible (no practical difference) if neither and "
+              "the interval lies inside ± the smallest effect of interest, inconclusive otherwise. A claim is "
+              "decided when every part is supported, contradicted or negligible; its verdict is their common one, "
+              "or mixed."),
+            t("Smallest effects of interest: {effects}.", effects=_smallest(cfg, t)),
+            t("Multiple comparisons: beside each verdict, its p-value (of the test behind it: zero difference, the "
+              "margin, or both equivalence bounds; p < 0.05 exactly when the interval decides) adjusted by Holm's "
+              "method over every paired part of every claim of the data set (family-wise error 5%); the parts that "
+              "read machine timings are adjusted as a family of their own, so the other verdicts do not depend on "
+              "the machine's speed."),
+            t("Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power "
+              "(from the observed paired spread), and the seeds that would detect the observed difference."),
+            t("Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
+              "epoch at which clean training accuracy reaches {target} (epochs + 1 if never), {how}",
+              target=cfg["learn_target"], how=track) + every,
+            (t("Timing claims (seconds per epoch): {method}.", method=_timing_method(timing, t)) if timing else
+             t("Timing claims (seconds per epoch): from the runs themselves, which ran in parallel workers and "
+               "shared the machine (this study has no timing phase).")),
         ]),
     ]
     for data in cfg["data"]:
-        blocks += _strength_section(meta, rows, data, figure_paths[data])
-        blocks += _headline_section(rows, arms, data, figure_paths[data])
-    blocks += [("h2", "Claims")]
-    blocks.append(("table", ["#", "claim", *cfg["data"]],
-                   [[str(v["number"]), v["text"], *[_claim_cell(v["data"][d]) for d in cfg["data"]]]
+        blocks += _strength_section(meta, rows, data, figure_paths[data], t)
+        blocks += _headline_section(rows, arms, data, figure_paths[data], t)
+    blocks += [("h2", t("Claims"))]
+    blocks.append(("table", ["#", t("claim"), *cfg["data"]],
+                   [[str(v["number"]), v["text"], *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
                     for v in verdicts]))
-    blocks += _claims_summary(cfg, verdicts)
+    blocks += _claims_summary(cfg, verdicts, t)
     for v in verdicts:
         blocks.append(("h3", f"{v['number']}. {v['text']}"))
         for data in cfg["data"]:
             result = v["data"][data]
-            blocks.append(("p", f"**{data}: {_claim_cell(result)}**"))
-            blocks.append(("table", ["part", "n", "mean difference", "95% CI", "smallest effect", "verdict",
-                                     "p (Holm)", "survives Holm"], [_part_row(p) for p in result["parts"]]))
-            blocks += [("p", line) for line in _power_lines(result["parts"])]
+            blocks.append(("p", f"**{data}: {_claim_cell(result, t)}**"))
+            blocks.append(("table", [t("part"), "n", t("mean difference"), t("95% CI"), t("smallest effect"),
+                                     t("verdict"), t("p (Holm)"), t("survives Holm")],
+                           [_part_row(p, t) for p in result["parts"]]))
+            blocks += [("p", line) for line in _power_lines(result["parts"], t)]
             if v["figure"] and v["figure"] in figure_paths[data]:
-                blocks.append(("img", figure_paths[data][v["figure"]], f"{v['figure']} ({data})"))
-    blocks += [("h2", "Files"), ("p", "results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
-                                      "analysis.json (the probed values the claims read, from each run's probes.json), "
-                                      "verdicts.json, figures/, runs/.")]
+                blocks.append(("img", figure_paths[data][v["figure"]],
+                               t("{figure} ({data})", figure=v["figure"], data=data)))
+    blocks += [("h2", t("Files")), ("p", t("results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
+                                           "analysis.json (the probed values the claims read, from each run's "
+                                           "probes.json), verdicts.json, figures/, runs/."))]
     return blocks
 
 
-def _problems(meta, rows) -> list[tuple]:
+def _timing_method(timing: dict, t) -> str:
+    """How the timing phase measured, in the report's language (an older timing.json has only the English)."""
+    fields = timing.get("method_fields")
+    return t(TIMING_METHOD, **fields) if fields else timing["method"]
+
+
+def _problems(meta, rows, t) -> list[tuple]:
     """Diverged runs and strengths that fell back to the textbook value: said up front, never hidden."""
     out = []
     diverged = [r for r in rows if r["status"] != "finished"]
     if diverged:
         names = ", ".join(sorted({f"{r['data']}/{r['group']}/{r['arm']}" for r in diverged}))
-        out.append(("p", f"**{len(diverged)} run(s) did not finish (status diverged: NaN/inf loss) and are left out "
-                         f"of every comparison:** {names}."))
+        out.append(("p", t("**{n} run(s) did not finish (status diverged: NaN/inf loss) and are left out of every "
+                           "comparison:** {names}.", n=len(diverged), names=names)))
     unprobed = [r for r in rows if r["status"] == "finished" and not r.get("probes")]
     if unprobed:
-        out.append(("p", f"**{len(unprobed)} finished run(s) have no probes.json (measurements of the trained "
-                         "model); the claims that need them are inconclusive. Run the same `sandbag study` command "
-                         "on this folder again to probe them.**"))
+        out.append(("p", t("**{n} finished run(s) have no probes.json (measurements of the trained model); the "
+                           "claims that need them are inconclusive. Run the same `sandbag study` command on this "
+                           "folder again to probe them.**", n=len(unprobed))))
     for data, techniques in (meta.get("chosen_by_textbook_fallback") or {}).items():
-        out.append(("p", f"**{data}: every validation run of {', '.join(techniques)} diverged; the textbook "
-                         "strength was used instead.**"))
+        out.append(("p", t("**{data}: every validation run of {techniques} diverged; the textbook strength was used "
+                           "instead.**", data=data, techniques=", ".join(techniques))))
     return out
 
 
-def _strength_section(meta, rows, data, paths) -> list[tuple]:
+def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
     table, edges = [], []
@@ -305,21 +341,25 @@ def _strength_section(meta, rows, data, paths) -> list[tuple]:
         grid = sorted(cfg["sweep"].get(tech, []))
         pick = chosen.get(tech)
         if pick is not None and len(grid) > 1 and (math.isclose(pick, grid[0]) or math.isclose(pick, grid[-1])):
-            edges.append(f"{tech} ({_g(pick)}, the {'weakest' if math.isclose(pick, grid[0]) else 'strongest'})")
+            end = t("the weakest") if math.isclose(pick, grid[0]) else t("the strongest")
+            edges.append(f"{tech} ({_g(pick)}, {end})")
         table.append([tech, _g(pick), "; ".join(cells),
-                      f"{_g(book)}" + (f" (val acc {book_acc:.4f})" if book_acc is not None else " (not swept)")])
+                      f"{_g(book)}" + (t(" (val acc {acc})", acc=f"{book_acc:.4f}") if book_acc is not None
+                                       else t(" (not swept)"))])
     seeds = cfg.get("sweep_seeds", 1)
-    blocks = [("h2", f"Chosen strengths ({data})"),
-              ("p", f"Validation accuracy per strength: mean over {seeds} seed(s)"
-                    + (" ± one standard error" if seeds > 1 else "") + "."),
-              ("table", ["technique", "chosen", "validation accuracy per strength", "textbook setting"], table)]
+    per_strength = ("Validation accuracy per strength: mean over {seeds} seed(s) ± one standard error." if seeds > 1
+                    else "Validation accuracy per strength: mean over {seeds} seed(s).")
+    blocks = [("h2", t("Chosen strengths ({data})", data=data)),
+              ("p", t(per_strength, seeds=seeds)),
+              ("table", [t("technique"), t("chosen"), t("validation accuracy per strength"), t("textbook setting")],
+               table)]
     if edges:
-        blocks.append(("p", f"**At an edge of its grid: {', '.join(edges)}. A wider grid might choose another "
-                            "strength.**"))
-    return [*blocks, ("img", paths["validation_curves.png"], f"validation curves ({data})")]
+        blocks.append(("p", t("**At an edge of its grid: {edges}. A wider grid might choose another strength.**",
+                              edges=", ".join(edges))))
+    return [*blocks, ("img", paths["validation_curves.png"], t("validation curves ({data})", data=data))]
 
 
-def _headline_section(rows, arms, data, paths) -> list[tuple]:
+def _headline_section(rows, arms, data, paths, t) -> list[tuple]:
     body = []
     for arm in _arm_names(arms, "headline"):
         runs = _runs(rows, data, "headline", arm)
@@ -334,62 +374,66 @@ def _headline_section(rows, arms, data, paths) -> list[tuple]:
             sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
             cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
         body.append(cells)
-    return [("h2", f"Headline ({data}): mean ± std over seeds"),
-            ("table", ["arm", "spec", "n", "train acc", "test acc", "gap", "weight L2", "frac |w|<1e-3",
-                       "epochs to target", "s/epoch"], body),
-            ("img", paths["headline.png"], f"headline ({data})")]
+    header = [t("arm"), t("spec"), "n", t("train acc"), t("test acc"), t("gap"), t("weight L2"), t("frac |w|<1e-3"),
+              t("epochs to target"), t("s/epoch")]
+    return [("h2", t("Headline ({data}): mean ± std over seeds", data=data)),
+            ("table", header, body),
+            ("img", paths["headline.png"], t("headline ({data})", data=data))]
 
 
-def _part_row(p: dict) -> list[str]:
+def _part_row(p: dict, t) -> list[str]:
+    mark = t(VERDICT_MARK[p["verdict"]])
     if p["kind"] == "check":
-        return [p["label"], str(p["n"]), f"worst {_g(p['mean'])} (tolerance {_g(p['tolerance'])})", "", "",
-                VERDICT_MARK[p["verdict"]], "", "(deterministic check)"]
+        return [p["label"], str(p["n"]), t("worst {worst} (tolerance {tolerance})", worst=_g(p["mean"]),
+                                           tolerance=_g(p["tolerance"])), "", "", mark, "", t("(deterministic check)")]
     ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
     smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
-    survives = "yes" if p.get("holm") else "no" if p["verdict"] in claims.DECIDED else "—"
-    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, VERDICT_MARK[p["verdict"]],
-            _g(p.get("p_holm")), survives]
+    survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in claims.DECIDED else "—"
+    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives]
 
 
-def _claim_cell(result: dict) -> str:
-    mark = VERDICT_MARK[result["verdict"]]
-    return f"{mark} (decided)" if result["verdict"] == claims.MIXED and result.get("decided") else mark
+def _claim_cell(result: dict, t=None) -> str:
+    t = t or translator("en")
+    mark = t(VERDICT_MARK[result["verdict"]])
+    return t("{mark} (decided)", mark=mark) if result["verdict"] == claims.MIXED and result.get("decided") else mark
 
 
-def _test_text(cfg: dict, rows: list[dict]) -> str:
+def _test_text(cfg: dict, t) -> str:
     if cfg.get("test") == "rest":
-        return "every image not used for training or validation"
-    return "the data set's own test split"
+        return t("every image not used for training or validation")
+    return t("the data set's own test split")
 
 
-def _validation_text(cfg: dict) -> str:
+def _validation_text(cfg: dict, t) -> str:
     if cfg.get("val_size"):
-        return (f"{cfg['val_size']} stratified images not used for training" +
-                (", held out of the test set" if cfg.get("test") == "rest" else ""))
-    return f"a {cfg['val_fraction']:.0%} stratified split carved from the training data"
+        return (t("{n} stratified images not used for training", n=cfg["val_size"]) +
+                (t(", held out of the test set") if cfg.get("test") == "rest" else ""))
+    return t("a {fraction} stratified split carved from the training data", fraction=f"{cfg['val_fraction']:.0%}")
 
 
-def _smallest(cfg: dict) -> str:
+def _smallest(cfg: dict, t) -> str:
     effects = cfg.get("smallest_effect") or {}
-    return ", ".join(f"{metric} {_g(value)}" for metric, value in effects.items()) or "none named"
+    return ", ".join(f"{metric} {_g(value)}" for metric, value in effects.items()) or t("none named")
 
 
-def _power_lines(parts: list[dict]) -> list[str]:
+def _power_lines(parts: list[dict], t) -> list[str]:
     lines = []
     for p in parts:
         power = p.get("power")
         if p["verdict"] != claims.INCONCLUSIVE or not power or power.get("detectable") is None:
             continue
         needed = power.get("seeds_needed")
-        more = (f"{needed} seeds would detect the observed difference ({_g(power['observed'])})" if needed
-                else "no number of seeds detects a difference of 0" if not power.get("observed")
-                else f"more than {claims.MAX_SEEDS} seeds would be needed for the observed difference")
-        lines.append(f"Power ({p['label']}): with n = {p['n']} the smallest difference detected with 80% power is "
-                     f"{_g(power['detectable'])}; {more}.")
+        more = (t("{n} seeds would detect the observed difference ({observed})", n=needed,
+                  observed=_g(power["observed"])) if needed
+                else t("no number of seeds detects a difference of 0") if not power.get("observed")
+                else t("more than {n} seeds would be needed for the observed difference", n=claims.MAX_SEEDS))
+        lines.append(t("Power ({label}): with n = {n} the smallest difference detected with 80% power is "
+                       "{detectable}; {more}.", label=p["label"], n=p["n"], detectable=_g(power["detectable"]),
+                       more=more))
     return lines
 
 
-def _claims_summary(cfg: dict, verdicts: list[dict]) -> list[tuple]:
+def _claims_summary(cfg: dict, verdicts: list[dict], t) -> list[tuple]:
     """How many claims are decided, how many verdicts survive Holm, what a larger study could move, and the claims
     whose verdicts differ between data sets."""
     out = []
@@ -397,23 +441,25 @@ def _claims_summary(cfg: dict, verdicts: list[dict]) -> list[tuple]:
         decided = [v["number"] for v in verdicts if v["data"][data]["decided"]]
         paired = [p for v in verdicts for p in v["data"][data]["parts"] if p["kind"] == "paired"]
         survive = sum(1 for p in paired if p.get("holm"))
-        out.append(("p", f"**{data}: {len(decided)} of {len(verdicts)} claims decided** (every part supported, "
-                         f"contradicted or negligible); {survive} of {len(paired)} paired parts survive Holm's "
-                         "correction (family-wise 5%)."))
+        out.append(("p", t("**{data}: {decided} of {total} claims decided** (every part supported, contradicted or "
+                           "negligible); {survive} of {paired} paired parts survive Holm's correction (family-wise "
+                           "5%).", data=data, decided=len(decided), total=len(verdicts), survive=survive,
+                           paired=len(paired))))
         open_claims = []
         for v in verdicts:
             needed = [p.get("power", {}).get("seeds_needed") for p in v["data"][data]["parts"]
                       if p["verdict"] == claims.INCONCLUSIVE]
             if needed:
                 known = [n for n in needed if n]
-                open_claims.append(f"{v['number']}" + (f" (≈{max(known)} seeds)" if known else ""))
+                open_claims.append(f"{v['number']}" + (t(" (≈{n} seeds)", n=max(known)) if known else ""))
         if open_claims:
-            out.append(("p", f"{data}: a larger study could still move claims {', '.join(open_claims)}; "
-                             "`sandbag study --seeds N --extra-seeds N` on the same folder reuses the runs done."))
+            out.append(("p", t("{data}: a larger study could still move claims {claims}; `sandbag study --seeds N "
+                               "--extra-seeds N` on the same folder reuses the runs done.", data=data,
+                               claims=", ".join(open_claims))))
     if len(cfg["data"]) > 1:
         differ = [str(v["number"]) for v in verdicts if len({v["data"][d]["verdict"] for d in cfg["data"]}) > 1]
-        out.append(("p", "Verdicts that differ between data sets (a finding in itself): "
-                         + (", ".join(differ) if differ else "none") + "."))
+        out.append(("p", t("Verdicts that differ between data sets (a finding in itself): {which}.",
+                           which=", ".join(differ) if differ else t("none"))))
     return out
 
 
@@ -463,7 +509,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px soli
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 4px}"""
 
 
-def _html(blocks, study_dir: Path) -> str:
+def _html(blocks, study_dir: Path, lang: str = "en") -> str:
     body = []
     for kind, *rest in blocks:
         if kind in ("h1", "h2", "h3"):
@@ -483,7 +529,7 @@ def _html(blocks, study_dir: Path) -> str:
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
                         f"<figcaption>{html.escape(alt)}</figcaption></figure>")
     title = html.escape(next(rest[0] for kind, *rest in blocks if kind == "h1"))
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
             f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import files
@@ -71,8 +71,23 @@ class StudyLock:
 
 
 @dataclass
+class RunDone:
+    """A run that finished here (not reused), for a progress line: which run, how it ended, its wall seconds."""
+
+    data: str
+    group: str
+    arm: str
+    seed: int
+    status: str  # the summary's status (finished, diverged, ...), or "failed": the run wrote no summary.json
+    test_acc: float | None
+    seconds: float  # wall seconds from submission to result, the probe step included
+    number: int  # runs done or failed by then, this one and reused ones included (k of "k of total")
+
+
+@dataclass
 class Progress:
-    """What the caller's display needs: counts of runs done (incl. reused), running and left."""
+    """What the caller's display needs: counts of runs done (incl. reused), running and left; the runs finished
+    here, in order (a display shows each one once: those past the last it showed); the runs in parallel."""
 
     total: int = 0
     done: int = 0
@@ -80,6 +95,8 @@ class Progress:
     running: int = 0
     failed: int = 0
     probed: int = 0  # reused runs probed here because their folder had no probes.json
+    slots: int = 1  # runs at a time (the executor's capacity)
+    finished: list[RunDone] = field(default_factory=list)
 
 
 def run_study(
@@ -153,19 +170,22 @@ class Scheduler:
         queue = self.reuse(queue)
         queue.extend(self.release(queue))  # on resume a finished sweep releases its dependent runs at once
         pool = self.executor
-        slots = pool.capacity(self.cfg.nproc)
+        slots = self.progress.slots = pool.capacity(self.cfg.nproc)
         running: dict[Future, Run] = {}
+        submitted: dict[Run, float] = {}
         try:
             while queue or running:
                 while queue and len(running) < slots:
                     run = queue.pop(0)
+                    submitted[run] = time.perf_counter()
                     running[pool.submit(run.config.to_dict(), str(run.folder(self.study_dir)))] = run
                 self.report(len(running))
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     run = running.pop(future)
                     future.result()  # a failure in a run is a bug: let it surface
-                    self.record(run)
+                    self.record(run, time.perf_counter() - submitted.pop(run))
+                self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
                 queue.extend(self.release(queue, running.values()))
         except BaseException:
@@ -191,13 +211,16 @@ class Scheduler:
                 todo.append(run)
         return todo
 
-    def record(self, run: Run) -> None:
+    def record(self, run: Run, seconds: float = 0.0) -> None:
         summary = read_summary(run.folder(self.study_dir))
         if summary is None:
             self.progress.failed += 1
-            return
-        self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
-        self.progress.done += 1
+        else:
+            self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
+            self.progress.done += 1
+        status, test_acc = (summary.get("status", "?"), summary.get("test_acc")) if summary else ("failed", None)
+        self.progress.finished.append(RunDone(run.data, run.group, run.arm, run.seed, status, test_acc, seconds,
+                                              self.progress.done + self.progress.failed))
 
     def probe_missing(self) -> None:
         """The probe step for finished runs whose folder has no probes.json (reused from an older study folder,

@@ -22,14 +22,12 @@ from .. import files
 from ..runs import RunConfig
 from ..train import load_data, run_epoch, setup_run, train_one_epoch
 from . import claims, plan
+from .i18n import TIMING_METHOD
 
 TIMING = "timing.json"
 WARMUP_STEPS = 5
 MIN_SECONDS = 1.0  # each arm's measurement lasts at least this long (and at least two epochs)
-METHOD = ("seconds per epoch per arm and repetition, timed alone after all runs finished (nothing else of the study "
-          "running): the median of at least two epochs filling {min_seconds:g} s, after {warmup} warm-up steps, "
-          "{threads} thread(s) as the runs had; arms interleaved with their order rotated each repetition; "
-          "repetition r pairs with seed r")
+
 
 
 def timed_arms(cfg, arms: list[dict]) -> list[tuple[str, str]]:
@@ -59,7 +57,8 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
                     rows.append({"data": data, "group": group, "arm": arm, "seed": rep, "seconds_per_epoch": seconds})
     finally:
         torch.set_num_threads(previous)
-    result = {"method": METHOD.format(warmup=WARMUP_STEPS, threads=threads, min_seconds=MIN_SECONDS),
+    fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": MIN_SECONDS}
+    result = {"method": TIMING_METHOD.format(**fields), "method_fields": fields,  # the report words it per language
               "repeats": cfg.timing_repeats,
               "rows": rows}
     files.write_json(Path(study_dir) / TIMING, result)

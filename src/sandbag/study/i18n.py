@@ -1,0 +1,336 @@
+"""The report's languages: English (the templates themselves) and Korean (this catalog).
+
+Every sentence, heading, label and verdict word that the report, its claims and its figures show goes through
+`translator(lang)`: the English template is the key, ``{name}`` fields are filled in after the lookup, so a Korean
+sentence may put them in its own order. A template missing from the catalog falls back to English and is recorded
+in `MISSING` (tests build a Korean report and require it to stay empty). Terms follow the lecture the project grew
+from (정규화, 과대적합, 드롭아웃, 배치 정규화, 잡음 주입); the sentences are our own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+LANGS = ("en", "ko")
+MISSING: set[str] = set()
+
+# How the timing phase measures (sandbag.study.timing writes it into timing.json; the report words it).
+TIMING_METHOD = ("seconds per epoch per arm and repetition, timed alone after all runs finished (nothing else of the "
+                 "study running): the median of at least two epochs filling {min_seconds:g} s, after {warmup} warm-up "
+                 "steps, {threads} thread(s) as the runs had; arms interleaved with their order rotated each "
+                 "repetition; repetition r pairs with seed r")
+
+KO: dict[str, str] = {
+    # --- verdict words
+    "SUPPORTED": "지지됨",
+    "CONTRADICTED": "반박됨",
+    "NEGLIGIBLE": "차이 미미",
+    "inconclusive": "판단 보류",
+    "mixed": "엇갈림",
+    "{mark} (decided)": "{mark} (결론남)",
+    # --- the fifteen claims
+    "Regularization trades training fit for evaluation performance.":
+        "정규화는 학습 데이터에 대한 적합을 조금 내주고 평가 성능을 얻는다.",
+    "L2 keeps weights small and narrows the train-test gap.":
+        "L2 정규화는 가중치를 작게 유지하고 학습-테스트 격차를 줄인다.",
+    "L2 works better with biases left out than with them included.":
+        "L2 벌점에서 편향(bias)을 빼는 편이 넣는 편보다 낫다.",
+    "Adding 1/2*lambda*w^2 moves the loss minimum toward zero.":
+        "손실에 1/2*lambda*w^2를 더하면 최솟점이 0 쪽으로 옮겨 간다.",
+    "L1 yields many weights at or near zero, far more than L2; with the proximal option exactly zero.":
+        "L1은 0이거나 0에 가까운 가중치를 L2보다 훨씬 많이 만들고, proximal 방식이면 정확히 0이 된다.",
+    "Dropout narrows the train-test gap.": "드롭아웃은 학습-테스트 격차를 줄인다.",
+    "Dropout slows learning and does not cut compute per epoch.":
+        "드롭아웃은 학습을 늦추며 에포크당 계산 시간을 줄여 주지 않는다.",
+    "Dropout belongs to training only: left on at evaluation it lowers accuracy and predictions vary.":
+        "드롭아웃은 학습 때만 쓴다: 평가 때 켜 두면 정확도가 떨어지고 예측이 흔들린다.",
+    "Batch normalization gives each feature mean 0 and std 1 over the mini-batch before scale and shift.":
+        "배치 정규화는 스케일·시프트 전에 미니배치 안에서 각 특성을 평균 0, 표준편차 1로 맞춘다.",
+    "BN's batch statistics act as noise: a sample's output changes with its batch companions.":
+        "배치 정규화의 배치 통계는 잡음처럼 작용한다: 한 샘플의 출력이 함께 묶인 샘플에 따라 달라진다.",
+    "Very small mini-batches make BN's effect extreme (batch {small} vs {ref}).":
+        "미니배치가 아주 작으면 배치 정규화의 효과가 극단적이 된다 (배치 {small} 대 {ref}).",
+    "Larger mini-batches make an epoch faster.": "미니배치가 클수록 한 에포크가 빨리 끝난다.",
+    "BN beats dropout on evaluation performance.": "평가 성능에서 배치 정규화가 드롭아웃보다 낫다.",
+    "BN placed before the activation does at least as well as after it.":
+        "활성화 함수 앞에 둔 배치 정규화는 뒤에 둔 것 못지않다.",
+    "Noise injection narrows the train-test gap.": "잡음 주입은 학습-테스트 격차를 줄인다.",
+    # --- the claims' parts
+    "{tech}: clean train accuracy lower": "{tech}: 평가 모드 학습 정확도가 더 낮음",
+    "{tech}: test accuracy higher": "{tech}: 테스트 정확도가 더 높음",
+    "epoch at batch {a} slower than at {b}": "배치 {a}의 에포크가 배치 {b}보다 느림",
+    "weight norm lower with L2": "L2를 쓰면 가중치 노름이 더 작음",
+    "gap narrower with L2": "L2를 쓰면 격차가 더 좁음",
+    "test accuracy: biases excluded minus included": "테스트 정확도: 편향 제외 − 편향 포함",
+    "|numeric minimum - closed form| over lambdas (and the minimum falls as lambda grows)":
+        "lambda마다 |수치 최솟점 − 닫힌 해| (lambda가 커질수록 최솟점이 작아지는지도)",
+    "fraction |w| < 1e-3: L1 minus L2": "|w| < 1e-3인 비율: L1 − L2",
+    "fraction exactly 0: proximal L1 minus plain L1": "정확히 0인 비율: proximal L1 − 일반 L1",
+    "gap: dropout minus none": "격차: 드롭아웃 − 없음",
+    "epochs to reach train accuracy {target}: dropout minus none":
+        "학습 정확도 {target}에 이르는 에포크: 드롭아웃 − 없음",
+    "seconds per epoch: dropout / none - 1 (not below -3%)": "에포크당 초: 드롭아웃 / 없음 − 1 (−3%보다 작지 않음)",
+    "test accuracy: evaluation mode minus dropout left on": "테스트 정확도: 평가 모드 − 드롭아웃을 켜 둔 채",
+    "fraction of predictions that change between two passes with dropout on":
+        "드롭아웃을 켠 채 두 번 예측했을 때 바뀌는 예측의 비율",
+    "max |mean| of normalized features (before scale/shift), trained BN models":
+        "정규화된 특성의 최대 |평균| (스케일·시프트 전, 학습된 BN 모델)",
+    "max |std - sqrt(var/(var+eps))| of normalized features (std 1 up to BN's eps)":
+        "정규화된 특성의 최대 |std − sqrt(var/(var+eps))| (BN의 eps를 빼면 표준편차 1)",
+    "std of a sample's class probabilities across companion batches: BN model minus no-BN model":
+        "함께 묶인 배치를 바꿀 때 한 샘플의 클래스 확률 표준편차: BN 모델 − BN 없는 모델",
+    "test accuracy effect of BN (BN minus none) at batch {small} minus at batch {ref}":
+        "배치 정규화의 테스트 정확도 효과(BN − 없음): 배치 {small}에서의 값 − 배치 {ref}에서의 값",
+    "test accuracy: BN minus dropout": "테스트 정확도: 배치 정규화 − 드롭아웃",
+    "test accuracy: BN before minus BN after (not below -0.5 points)":
+        "테스트 정확도: 활성화 앞 BN − 뒤 BN (−0.5%p보다 작지 않음)",
+    "gap: noise minus none": "격차: 잡음 − 없음",
+    # --- report: header and protocol
+    "sandbag study: {name}": "sandbag 실험: {name}",
+    "**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts as a smoke test, not as "
+    "evidence.**": "**quick 프리셋: 시드·에포크·샘플을 줄인 실험입니다. 판정은 동작 확인용일 뿐 근거로 삼지 마세요.**",
+    "{n_runs} runs on {data}; {seeds} seeds for the headline comparison, {extra_seeds} for the sub-experiments. "
+    "Wall time {wall}, compute in runs {compute}.":
+        "{data}에서 {n_runs}회 학습: 주 비교에 시드 {seeds}개, 보조 실험에 {extra_seeds}개. 경과 시간 {wall}, "
+        "학습에 쓴 계산 시간 {compute}.",
+    "Command: `{command}`": "명령: `{command}`",
+    "Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, {workers} "
+    "workers x {threads} threads.":
+        "버전: sandbag {sandbag}, torch {torch}, Python {python}. 하드웨어: {processor}, CPU {cpus}개, 작업자 "
+        "{workers}개 x 스레드 {threads}개.",
+    "Protocol": "실험 방법",
+    "all": "전체",
+    "Model {model}; optimizer {optimizer} (lr {lr}); {epochs} epochs at batch {batch_size}; training set {train} "
+    "samples (stratified, seeded); test set: {test}.":
+        "모델 {model}; 옵티마이저 {optimizer} (학습률 {lr}); 배치 {batch_size}로 {epochs} 에포크; 학습 데이터 "
+        "{train}개 (층화, 시드 고정); 테스트 데이터: {test}.",
+    "Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on {validation} "
+    "({sweep_epochs} epochs, {sweep_seeds} seed(s) per strength, the mean decides), never on the test set. The "
+    "chosen value then runs on {seeds} seeds.":
+        "강도는 관심 대상이 아닌 조정값입니다: 각 기법의 강도는 {validation}에서의 검증 정확도로 고르며 "
+        "({sweep_epochs} 에포크, 강도마다 시드 {sweep_seeds}개의 평균), 테스트 데이터는 쓰지 않습니다. 고른 값으로 "
+        "시드 {seeds}개를 학습합니다.",
+    "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t interval. "
+    "Supported if the interval lies on the claimed side of zero (or above -margin for 'at least as good'), "
+    "contradicted if on the other side, negligible (no practical difference) if neither and the interval lies "
+    "inside ± the smallest effect of interest, inconclusive otherwise. A claim is decided when every part is "
+    "supported, contradicted or negligible; its verdict is their common one, or mixed.":
+        "판정 규칙: 같은 시드끼리 짝지은 차이의 평균과 95% Student-t 신뢰구간. 구간이 주장한 쪽에 있으면(‘못지않다’는 "
+        "−허용폭 위에 있으면) 지지됨, 반대쪽에 있으면 반박됨, 둘 다 아니면서 구간이 ± 최소 관심 효과 안에 있으면 "
+        "차이 미미(실질적 차이 없음), 그 밖에는 판단 보류입니다. 모든 부분이 지지됨·반박됨·차이 미미 중 하나이면 "
+        "주장에 결론이 난 것이며, 판정은 그 공통 판정이거나 엇갈림입니다.",
+    "Smallest effects of interest: {effects}.": "최소 관심 효과: {effects}.",
+    "none named": "지정 없음",
+    "Multiple comparisons: beside each verdict, its p-value (of the test behind it: zero difference, the margin, or "
+    "both equivalence bounds; p < 0.05 exactly when the interval decides) adjusted by Holm's method over every "
+    "paired part of every claim of the data set (family-wise error 5%); the parts that read machine timings are "
+    "adjusted as a family of their own, so the other verdicts do not depend on the machine's speed.":
+        "다중 비교: 판정마다 그 검정(차이 0, 허용폭, 또는 두 동등성 경계; 구간이 결론을 낼 때 정확히 p < 0.05)의 "
+        "p값을 데이터셋의 모든 짝지은 부분에 대해 Holm 방법으로 보정합니다(가족별 오류 5%). 기계 시간을 읽는 부분은 "
+        "따로 한 가족으로 보정하므로 다른 판정은 기계 속도에 좌우되지 않습니다.",
+    "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from the "
+    "observed paired spread), and the seeds that would detect the observed difference.":
+        "검정력: 판단 보류인 부분마다, 이 시드 수로 80% 검정력으로 찾아낼 수 있는 가장 작은 차이(관측된 짝 차이의 "
+        "퍼짐으로 계산)와 관측된 차이를 찾아내려면 필요한 시드 수.",
+    "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional epoch at which "
+    "clean training accuracy reaches {target} (epochs + 1 if never), {how}":
+        "격차 = 평가 모드 학습 정확도 − 테스트 정확도. 학습 속도 = 평가 모드 학습 정확도가 {target}에 이르는 (소수) "
+        "에포크(끝내 못 이르면 에포크 수 + 1), {how}",
+    "measured every epoch on a fixed stratified subset of {n} training images.":
+        "학습 이미지 중 고정된 층화 부분집합 {n}개로 매 에포크 측정.",
+    "interpolated between the evaluated epochs.": "평가한 에포크 사이를 보간.",
+    " Clean figures every {k} epochs and at the last.": " 평가 모드 지표는 {k} 에포크마다와 마지막 에포크에 계산.",
+    "Timing claims (seconds per epoch): {method}.": "시간 관련 주장(에포크당 초): {method}.",
+    TIMING_METHOD:
+        "조건과 반복마다 에포크당 초를, 모든 학습이 끝난 뒤 실험의 다른 일이 돌지 않을 때 따로 잰 값: 워밍업 "
+        "{warmup}단계 뒤, {min_seconds:g}초 이상을 채우는 두 에포크 이상의 중앙값, 학습 때와 같은 스레드 {threads}개; "
+        "조건은 번갈아 재며 반복마다 순서를 돌리고, 반복 r은 시드 r과 짝지음",
+    "Timing claims (seconds per epoch): from the runs themselves, which ran in parallel workers and shared the "
+    "machine (this study has no timing phase).":
+        "시간 관련 주장(에포크당 초): 병렬 작업자로 기계를 나눠 쓴 학습 자체에서 잰 값(이 실험에는 시간 측정 "
+        "단계가 없음).",
+    "every image not used for training or validation": "학습과 검증에 쓰지 않은 모든 이미지",
+    "the data set's own test split": "데이터셋 자체의 테스트 분할",
+    "{n} stratified images not used for training": "학습에 쓰지 않은 층화 이미지 {n}개",
+    ", held out of the test set": " (테스트 데이터와 겹치지 않음)",
+    "a {fraction} stratified split carved from the training data": "학습 데이터에서 떼어 낸 {fraction} 층화 분할",
+    # --- report: problems
+    "**{n} run(s) did not finish (status diverged: NaN/inf loss) and are left out of every comparison:** {names}.":
+        "**{n}회 학습이 끝나지 못했습니다(발산: 손실이 NaN/inf). 모든 비교에서 뺐습니다:** {names}.",
+    "**{n} finished run(s) have no probes.json (measurements of the trained model); the claims that need them are "
+    "inconclusive. Run the same `sandbag study` command on this folder again to probe them.**":
+        "**끝난 학습 {n}회에 probes.json(학습된 모델의 측정값)이 없어 이를 쓰는 주장은 판단 보류입니다. 같은 "
+        "`sandbag study` 명령을 이 폴더에 다시 실행하면 측정합니다.**",
+    "**{data}: every validation run of {techniques} diverged; the textbook strength was used instead.**":
+        "**{data}: {techniques}의 검증 학습이 모두 발산해 교과서 강도를 대신 썼습니다.**",
+    # --- report: chosen strengths
+    "the weakest": "가장 약한 값",
+    "the strongest": "가장 강한 값",
+    " (val acc {acc})": " (검증 정확도 {acc})",
+    " (not swept)": " (탐색 안 함)",
+    "Chosen strengths ({data})": "고른 강도 ({data})",
+    "Validation accuracy per strength: mean over {seeds} seed(s).": "강도별 검증 정확도: 시드 {seeds}개의 평균.",
+    "Validation accuracy per strength: mean over {seeds} seed(s) ± one standard error.":
+        "강도별 검증 정확도: 시드 {seeds}개의 평균 ± 표준오차 1배.",
+    "technique": "기법",
+    "chosen": "고른 값",
+    "validation accuracy per strength": "강도별 검증 정확도",
+    "textbook setting": "교과서 설정",
+    "**At an edge of its grid: {edges}. A wider grid might choose another strength.**":
+        "**탐색 범위의 끝에서 골랐습니다: {edges}. 범위를 넓히면 다른 강도가 뽑힐 수 있습니다.**",
+    "validation curves ({data})": "검증 곡선 ({data})",
+    # --- report: headline
+    "Headline ({data}): mean ± std over seeds": "주 비교 ({data}): 시드에 대한 평균 ± 표준편차",
+    "arm": "조건",
+    "spec": "설정",
+    "train acc": "학습 정확도",
+    "test acc": "테스트 정확도",
+    "gap": "격차",
+    "weight L2": "가중치 L2",
+    "frac |w|<1e-3": "|w|<1e-3 비율",
+    "epochs to target": "목표까지 에포크",
+    "s/epoch": "초/에포크",
+    "headline ({data})": "주 비교 ({data})",
+    # --- report: claims
+    "Claims": "주장",
+    "claim": "주장",
+    "part": "부분",
+    "mean difference": "평균 차이",
+    "95% CI": "95% 신뢰구간",
+    "smallest effect": "최소 관심 효과",
+    "verdict": "판정",
+    "p (Holm)": "p (Holm)",
+    "survives Holm": "Holm 보정 후 유지",
+    "yes": "예",
+    "no": "아니오",
+    "worst {worst} (tolerance {tolerance})": "최악 {worst} (허용치 {tolerance})",
+    "(deterministic check)": "(결정적 검사)",
+    "{figure} ({data})": "{figure} ({data})",
+    "{n} seeds would detect the observed difference ({observed})":
+        "시드 {n}개면 관측된 차이({observed})를 찾아낼 수 있음",
+    "no number of seeds detects a difference of 0": "차이가 0이면 시드를 늘려도 찾아낼 수 없음",
+    "more than {n} seeds would be needed for the observed difference": "관측된 차이에는 시드가 {n}개보다 많이 필요함",
+    "Power ({label}): with n = {n} the smallest difference detected with 80% power is {detectable}; {more}.":
+        "검정력 ({label}): n = {n}일 때 80% 검정력으로 찾아낼 수 있는 가장 작은 차이는 {detectable}; {more}.",
+    "**{data}: {decided} of {total} claims decided** (every part supported, contradicted or negligible); {survive} "
+    "of {paired} paired parts survive Holm's correction (family-wise 5%).":
+        "**{data}: 주장 {total}개 중 {decided}개 결론남** (모든 부분이 지지됨·반박됨·차이 미미); 짝지은 부분 "
+        "{paired}개 중 {survive}개가 Holm 보정(가족별 5%) 후에도 유지됨.",
+    "{data}: a larger study could still move claims {claims}; `sandbag study --seeds N --extra-seeds N` on the same "
+    "folder reuses the runs done.":
+        "{data}: 더 큰 실험이라면 주장 {claims}의 판정이 바뀔 수 있습니다. 같은 폴더에 `sandbag study --seeds N "
+        "--extra-seeds N`을 실행하면 이미 한 학습을 다시 씁니다.",
+    " (≈{n} seeds)": " (시드 ≈{n}개)",
+    "Verdicts that differ between data sets (a finding in itself): {which}.":
+        "데이터셋마다 다른 판정(그 자체로 하나의 발견): {which}.",
+    "none": "없음",
+    "Files": "파일",
+    "results.csv (one row per run), aggregate.csv (mean, std, n per arm), analysis.json (the probed values the "
+    "claims read, from each run's probes.json), verdicts.json, figures/, runs/.":
+        "results.csv(학습마다 한 줄), aggregate.csv(조건별 평균·표준편차·n), analysis.json(주장이 읽는 측정값, 각 "
+        "학습의 probes.json에서), verdicts.json(영어), figures/, runs/.",
+    # --- the terminal's claims table
+    "claims ({where})": "주장 ({where})",
+    "{data}: {decided} of {total} claims decided": "{data}: 주장 {total}개 중 {decided}개 결론남",
+    # --- figures
+    "no data": "데이터 없음",
+    "weight w": "가중치 w",
+    "objective value": "목적 함수 값",
+    "L2: loss + ½λw²": "L2: 손실 + ½λw²",
+    "L1: loss + α|w|": "L1: 손실 + α|w|",
+    "loss a(w−w0)²/2 (a={a}, min at w0={w0})": "손실 a(w−w0)²/2 (a={a}, 최솟점 w0={w0})",
+    "loss + {term}, {symbol}={value}: min at w*={w}": "손실 + {term}, {symbol}={value}: 최솟점 w*={w}",
+    "penalty term {term} alone (dashed)": "벌점 항 {term}만 (점선)",
+    "minimum moves toward 0 as λ grows, never reaches it: w* = a·w0/(a+λ)":
+        "λ가 커질수록 최솟점이 0 쪽으로 가지만 닿지는 않음: w* = a·w0/(a+λ)",
+    "minimum is exactly 0 once α ≥ a·|w0| = {bound}: w* = sign(w0)·max(|w0|−α/a, 0)":
+        "α ≥ a·|w0| = {bound}이면 최솟점이 정확히 0: w* = sign(w0)·max(|w0|−α/a, 0)",
+    "How a weight penalty moves the minimum of a one-weight quadratic loss":
+        "가중치 벌점이 가중치 하나짜리 2차 손실의 최솟점을 옮기는 모습",
+    "Learning curves: clean train vs test accuracy": "학습 곡선: 평가 모드 학습 정확도와 테스트 정확도",
+    "train (clean)": "학습 (평가 모드)",
+    "test": "테스트",
+    "{label}, mean": "{label}, 평균",
+    "{label}, ±1 std": "{label}, ±1 표준편차",
+    "{arm} (n={n} seed)": "{arm} (시드 n={n})",
+    "{arm} (n={n} seeds)": "{arm} (시드 n={n})",
+    "epoch": "에포크",
+    "accuracy (fraction correct)": "정확도 (맞힌 비율)",
+    "{title} (mean ± 1 std over seeds)": "{title} (시드에 대한 평균 ± 1 표준편차)",
+    "Weight values of the conv/dense layers": "합성곱/완전연결 층의 가중치 값",
+    "{label}: no weights": "{label}: 가중치 없음",
+    "{label} (n={n}): exactly 0: {zero}, |w|<{small}: {tiny}": "{label} (n={n}): 정확히 0: {zero}, |w|<{small}: {tiny}",
+    "{label}: {n} nonzero": "{label}: 0 아닌 값 {n}개",
+    "{label}: all weights exactly 0": "{label}: 모든 가중치가 정확히 0",
+    "weight value w": "가중치 값 w",
+    "count (log scale)": "개수 (로그 눈금)",
+    "Distribution of weight values": "가중치 값의 분포",
+    "every weight is exactly 0": "모든 가중치가 정확히 0",
+    "log10 |w| (nonzero weights; exact zeros counted in the left legend)":
+        "log10 |w| (0 아닌 가중치; 정확히 0인 것은 왼쪽 범례에 셈)",
+    "Magnitudes: the dotted line is |w| = {small}": "크기: 점선은 |w| = {small}",
+    "Dropout: random masks in training, and why it must be off at test time":
+        "드롭아웃: 학습 때의 무작위 마스크, 그리고 테스트 때 꺼야 하는 이유",
+    "Keep-masks for one sample: kept {kept} of {units} units (white kept, black dropped)":
+        "한 샘플의 유지 마스크: 유닛 {units}개 중 {kept} 유지 (흰색 유지, 검은색 버림)",
+    "hidden unit (dense layer input)": "은닉 유닛 (완전연결 층 입력)",
+    "training step": "학습 단계",
+    "no masks": "마스크 없음",
+    "eval mode\n(dropout off)": "평가 모드\n(드롭아웃 끔)",
+    "dropout left on\n(wrong)": "드롭아웃 켜 둠\n(잘못된 사용)",
+    "{label}: mean {mean} (n={n})": "{label}: 평균 {mean} (n={n})",
+    "one seed": "시드 하나",
+    "test accuracy (fraction correct)": "테스트 정확도 (맞힌 비율)",
+    "Test accuracy": "테스트 정확도",
+    "Batch norm: one hidden feature before and after normalization":
+        "배치 정규화: 은닉 특성 하나의 정규화 전과 후",
+    "before BN (layer input)": "BN 전 (층 입력)",
+    "activation value": "활성값",
+    "after normalization z = (x − μ_B) / √(σ²_B + ε)": "정규화 후 z = (x − μ_B) / √(σ²_B + ε)",
+    "normalized value z": "정규화된 값 z",
+    "{n} values": "값 {n}개",
+    "mean = {mean}": "평균 = {mean}",
+    "± 1 std (std = {std})": "± 1 표준편차 (표준편차 = {std})",
+    "density": "밀도",
+    " ({layer}, feature {feature})": " ({layer}, 특성 {feature})",
+    "N(0, 1) density": "N(0, 1) 밀도",
+    "{label}\nmean {mean}, std {std}": "{label}\n평균 {mean}, 표준편차 {std}",
+    "Batch size: test accuracy and training time, with and without batch norm":
+        "배치 크기: 배치 정규화 유무에 따른 테스트 정확도와 학습 시간",
+    "with BN": "BN 있음",
+    "without BN": "BN 없음",
+    "batch size (samples, log2 scale)": "배치 크기 (샘플 수, log2 눈금)",
+    "Test accuracy (error bars: 95% CI over seeds)": "테스트 정확도 (오차 막대: 시드에 대한 95% 신뢰구간)",
+    "seconds per epoch": "에포크당 초",
+    "Training time per epoch": "에포크당 학습 시간",
+    "Regularization techniques: test accuracy and generalization gap": "정규화 기법: 테스트 정확도와 일반화 격차",
+    "train − test accuracy (fraction)": "학습 − 테스트 정확도 (비율)",
+    "Generalization gap (lower: less overfitting)": "일반화 격차 (낮을수록 과대적합이 적음)",
+    "mean with 95% CI over seeds": "시드에 대한 평균과 95% 신뢰구간",
+    "; dotted: mean of none": "; 점선: 정규화 없음(none)의 평균",
+    "Choosing each technique's strength on validation data": "검증 데이터로 각 기법의 강도 고르기",
+    "one run": "학습 1회",
+    "mean per value": "값마다 평균",
+    "±1 standard error over seeds": "시드에 대한 ±1 표준오차",
+    "chosen: {value}": "고른 값: {value}",
+    "{tech} strength": "{tech} 강도",
+    "validation accuracy (fraction correct)": "검증 정확도 (맞힌 비율)",
+}
+
+
+def translator(lang: str = "en") -> Callable[..., str]:
+    """``t(template, **fields)``: the template in `lang` with its fields filled in (English for a template the
+    catalog lacks, recorded in MISSING)."""
+    if lang not in LANGS:
+        raise ValueError(f"unknown report language {lang!r}; valid: {', '.join(LANGS)}")
+
+    def t(template: str, **fields) -> str:
+        text = template
+        if lang == "ko":
+            text = KO.get(template)
+            if text is None:
+                MISSING.add(template)
+                text = template
+        return text.format(**fields) if fields else text
+
+    return t

@@ -1,0 +1,97 @@
+"""`--lang ko`: the report, its claims and its figures in Korean, with every Hangul glyph drawn (no empty boxes)."""
+
+import json
+import re
+import shutil
+import warnings
+
+import matplotlib.pyplot as plt
+import pytest
+
+from sandbag.cli import main
+from sandbag.fonts import hangul_family
+from sandbag.study import i18n
+from sandbag.study.figures import language
+
+GLYPH_MISSING = r"Glyph .* missing from font"
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+needs_font = pytest.mark.skipif(hangul_family() is None, reason="no Hangul font installed (make test installs "
+                                                                "Debian's fonts-nanum)")
+
+
+def test_missing_glyph_check_catches_hangul_without_a_korean_font(tmp_path):
+    """The check the Korean report test relies on: matplotlib's missing-glyph warning, made an error, fires for a
+    Hangul title drawn with the default font, and stays silent with `language("ko")`."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=GLYPH_MISSING)
+        fig, ax = plt.subplots()
+        ax.set_title("배치 정규화")
+        with pytest.raises(UserWarning, match=GLYPH_MISSING):
+            fig.savefig(tmp_path / "default.png")
+        plt.close(fig)
+        if hangul_family() is not None:
+            with language("ko"):
+                fig, ax = plt.subplots()
+                ax.set_title("배치 정규화: 평균 −0.5")
+                fig.savefig(tmp_path / "hangul.png")
+                plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def korean_study(tiny_study, tmp_path_factory):
+    """A copy of the tiny study with its report rebuilt by `sandbag report --lang ko` (missing glyphs are errors)."""
+    if hangul_family() is None:
+        pytest.skip("no Hangul font installed (make test installs Debian's fonts-nanum)")
+    src, _ = tiny_study
+    out = tmp_path_factory.mktemp("ko") / "tiny"
+    shutil.copytree(src, out)
+    english = (out / "verdicts.json").read_text()
+    i18n.MISSING.clear()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=GLYPH_MISSING)
+        assert main(["report", str(out), "--lang", "ko"]) == 0
+    return out, english
+
+
+@needs_font
+def test_korean_report_has_no_english_template_left(korean_study):
+    out, _ = korean_study
+    assert not i18n.MISSING, sorted(i18n.MISSING)
+    md = (out / "report.md").read_text()
+    for heading in ("## 실험 방법", "## 주장", "## 파일", "고른 강도", "주 비교"):
+        assert heading in md
+    for english in ("## Protocol", "## Claims", "Verdict rule", "Chosen strengths", "survives Holm"):
+        assert english not in md
+    assert '<html lang="ko">' in (out / "report.html").read_text()
+
+
+@needs_font
+def test_korean_claims_and_verdict_words(korean_study):
+    out, english = korean_study
+    md = (out / "report.md").read_text()
+    verdicts = json.loads(english)
+    assert (out / "verdicts.json").read_text() == english  # machine-readable results stay English in any language
+    for v in verdicts:
+        heading = next(line for line in md.splitlines() if line.startswith(f"### {v['number']}. "))
+        assert HANGUL.search(heading), heading
+        assert v["text"] not in md
+    words = {i18n.KO[mark] for mark in ("SUPPORTED", "CONTRADICTED", "NEGLIGIBLE", "inconclusive", "mixed")}
+    assert any(word in md for word in words)
+
+
+@needs_font
+def test_every_catalog_entry_fills_the_same_fields():
+    """A Korean template names exactly the fields of its English key, so no value is dropped or invented."""
+    fields = re.compile(r"{(\w*)(?::[^}]*)?}")
+    for english, korean in i18n.KO.items():
+        assert sorted(fields.findall(english)) == sorted(fields.findall(korean)), english
+
+
+@needs_font
+def test_korean_report_opens_in_chromium(korean_study, open_in_chromium):
+    out, _ = korean_study
+    images, logs, title = open_in_chromium(out / "report.html")
+    assert len(images) >= 8 and all(ok for _, ok in images), images
+    assert not [entry for entry in logs if entry["level"] in ("SEVERE", "ERROR")], logs
+    assert title.startswith("sandbag 실험")
