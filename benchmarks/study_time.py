@@ -1,7 +1,10 @@
 """Wall time of whole studies: `sandbag study --preset P --out <tmp>` as a user runs it (training, report, figures).
 
 Each preset runs in a fresh folder (nothing reused), as a subprocess of this python; the table gives wall time,
-the number of runs, and the run-seconds the workers spent (sum of the runs' own times, from study.json).
+the number of runs, and the run-seconds the workers spent (sum of the runs' own times, from study.json). A second
+table itemizes where the current code's wall time went (study.json's ``time``, `sandbag.study.costs`): training
+steps, evaluation, probes, process start and data, run folder writes, idle workers, the timing phase, figures and
+report, against the targets (evaluation <= 15%, everything but training steps <= 25%).
 ``--baseline REV`` also times the sandbag of git revision REV (its ``src/`` exported to a temporary folder, run with
 this environment's packages), alternating with the current code, preset by preset, so the two are compared in one
 run on the same machine.
@@ -57,7 +60,7 @@ def main() -> None:
         studies = [("tiny (smoke)", ["--config", str(TINY), "--train-size", "100"])]
     else:
         studies = [(name, ["--preset", name]) for name in args.presets.split(",")]
-    rows = []
+    rows, itemized = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"": None}
         if args.baseline:
@@ -72,6 +75,7 @@ def main() -> None:
                     wall, meta[label] = run_study([*study_args, *extra], folder, sources[label])
                     walls[label].append(wall)
             current = C.median(walls[""])
+            itemized[name] = meta[""].get("time")
             for label in sources:
                 hw = meta[label]["hardware"]
                 rows.append([name + label, f"{C.median(walls[label]):,.1f} s", meta[label].get("runs"),
@@ -81,6 +85,31 @@ def main() -> None:
     print(C.heading("Study wall time", args))
     print("`sandbag study` end to end in a fresh folder (training, analysis, figures, report).\n")
     print(C.table(["study", "wall time", "runs", "workers x threads", "run-seconds", "spread", "vs current"], rows))
+    print_itemization({name: spent for name, spent in itemized.items() if spent})
+
+
+EVAL_TARGET, OUTSIDE_TARGET = 0.15, 0.25
+
+
+def print_itemization(itemized: dict[str, dict]) -> None:
+    """Seconds and share of the wall time per category, one column per study (the last repetition of each)."""
+    if not itemized:
+        return
+    from sandbag.study.costs import CATEGORIES
+
+    print("\n### Where a study's time goes\n")
+    print("Wall-equivalent seconds (a category's worker-seconds over the workers) and share of the study's wall time, "
+          "from study.json's `time`.\n")
+    body = [[category, *[f"{spent['seconds'][category]:,.1f} s ({spent['share'][category]:.1%})"
+                         for spent in itemized.values()]] for category in CATEGORIES]
+    body.append(["evaluation <= 15%?", *[_verdict(s["share"]["evaluation"], EVAL_TARGET) for s in itemized.values()]])
+    body.append(["outside training steps <= 25%?",
+                 *[_verdict(s["outside_training_share"], OUTSIDE_TARGET) for s in itemized.values()]])
+    print(C.table(["", *itemized], body))
+
+
+def _verdict(share: float, target: float) -> str:
+    return f"{'yes' if share <= target else 'no'} ({share:.1%})"
 
 
 if __name__ == "__main__":

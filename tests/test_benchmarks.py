@@ -90,6 +90,25 @@ def test_study_time_prints_its_table(bench_module, monkeypatch, capsys):
     assert "| quick | 1.5 s | 27 | 2 x 1 |" in out
 
 
+def test_study_time_itemizes_where_the_time_went(bench_module, monkeypatch, capsys):
+    from sandbag.study.costs import itemize
+
+    study_time = bench_module("study_time")
+    spent = itemize([{"training steps": 6.0, "evaluation": 1.0, "probes": 1.0}], 8.0, 1, timing_phase=2.0)
+
+    def fake_study(args, out, src=None):
+        return 10.0, {"runs": 3, "hardware": {"workers": 1, "threads_per_worker": 1}, "cpu_seconds_runs": 8.0,
+                      "time": spent}
+
+    monkeypatch.setattr(study_time, "run_study", fake_study)
+    monkeypatch.setattr(sys, "argv", ["study_time.py", "--presets", "quick"])
+    study_time.main()
+    out = capsys.readouterr().out
+    assert "| training steps | 6.0 s (60.0%) |" in out
+    assert "| evaluation <= 15%? | yes (10.0%) |" in out
+    assert "| outside training steps <= 25%? | no (40.0%) |" in out
+
+
 def test_study_time_alternates_with_a_baseline_revision(bench_module, monkeypatch, capsys):
     calls, out = _run_study_time(bench_module("study_time"), monkeypatch, capsys,
                                  ["--presets", "quick", "--baseline", "HEAD", "--repeats", "2"],

@@ -238,6 +238,7 @@ def _cmd_summary(args) -> int:
 def _cmd_study(args) -> int:
     from .errors import ConfigError
     from .study.config import StudyConfig, defaults, load_config, load_preset
+    from .study.costs import add_report_seconds
     from .study.executors import EXECUTORS
     from .study.report import build_report
     from .study.runner import run_study
@@ -255,11 +256,15 @@ def _cmd_study(args) -> int:
     with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.data) > 1) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
                   executor=args.executor or EXECUTORS[0], address=args.address)
+    started = time.perf_counter()
     path = build_report(out, lang=args.lang)
+    spent = add_report_seconds(out, time.perf_counter() - started)
     _print_verdicts(out, args.quiet, args.lang)
     meta = json.loads((out / "study.json").read_text())
     print(f"study wall time {meta['wall_seconds'] / 60:.1f} min ({meta['runs']} runs, {meta['hardware']['workers']} "
           f"workers x {meta['hardware']['threads_per_worker']} thread(s) on {meta['hardware']['cpus']} CPUs)")
+    if spent:
+        print("time: " + ", ".join(f"{name} {share:.0%}" for name, share in spent["share"].items() if share >= 0.005))
     print(path)
     return 0
 

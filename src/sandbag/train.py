@@ -321,6 +321,7 @@ def fit(
     run = RunFolder(out_dir) if out_dir is not None and writer else None
     if run:
         run.start(cfg)
+    setup_seconds = time.perf_counter() - started  # data, model, optimizer, run folder
     board = _tensorboard(run.path if run else None) if cfg.tensorboard and writer else None
     track = tracked_subset(cfg, s.ds)
     history: list[dict] = []
@@ -362,6 +363,7 @@ def fit(
         raise
     finally:
         summary = run_summary(cfg, history, status, counts, time.perf_counter() - started, s.device)
+        summary["setup_seconds"] = setup_seconds
         if dist is not None:
             summary["world_size"] = dist.world_size
         if run:
@@ -400,6 +402,8 @@ def run_summary(cfg: RunConfig, history: list[dict], status: str, counts: dict, 
         "config_key": cfg.key(),
         "total_seconds": seconds,
         "seconds_per_epoch": sum(epoch_times) / len(epoch_times) if epoch_times else None,
+        "train_seconds": sum(epoch_times),  # the training steps of every epoch
+        "eval_seconds": sum(row["eval_seconds"] for row in history),  # clean figures, track_acc, weight stats
         "device": str(device),
     }
 

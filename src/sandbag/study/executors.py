@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -37,7 +38,8 @@ def init_worker(threads: int) -> None:
 
 def execute(cfg_dict: dict, folder: str) -> dict:
     """Worker entry point: one run, its folder written by `train.fit` (data-parallel under torchrun if nproc > 1),
-    then the probe step (`sandbag.study.probes`) on the trained model; returns the run's summary."""
+    then the probe step (`sandbag.study.probes`) on the trained model; returns the run's summary with the probe
+    step's seconds (``probe_seconds``, for the study's time itemization)."""
     from ..runs import RunConfig
     from .probes import probe_run
 
@@ -50,8 +52,9 @@ def execute(cfg_dict: dict, folder: str) -> dict:
         from ..train import fit
 
         summary = fit(cfg, folder)
+    started = time.perf_counter()
     probe_run(folder)
-    return summary
+    return {**summary, "probe_seconds": time.perf_counter() - started}
 
 
 class Executor:

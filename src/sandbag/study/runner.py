@@ -27,7 +27,7 @@ from .. import files
 from ..errors import ConfigError, OutputError
 from ..regularizers import tunable
 from ..runs import read_summary, versions
-from . import plan, probes, timing
+from . import costs, plan, probes, timing
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, make_executor
 from .plan import Run, choose_strengths, dependent_runs, independent_runs
@@ -126,11 +126,13 @@ def run_study(
         scheduler = Scheduler(cfg, study_dir, pool, on_progress)
         rows, chosen = scheduler.run()
         timed = time.perf_counter()
+        run_phase = timed - started
         if cfg.timing_repeats and all(d in chosen for d in cfg.data):
             timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
         meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
                     timing_seconds=time.perf_counter() - timed, wall_seconds=time.perf_counter() - started,
                     cpu_seconds_runs=sum(r.get("total_seconds") or 0 for r in rows), runs=len(rows))
+        meta["time"] = costs.itemize(scheduler.costs, run_phase, scheduler.progress.slots, meta["timing_seconds"])
         files.write_json(study_dir / "study.json", meta)
     return rows
 
@@ -161,6 +163,7 @@ class Scheduler:
         self.chosen: dict[str, dict[str, float]] = {}
         self.fallbacks: dict[str, list[str]] = {}
         self.progress = Progress()
+        self.costs: list[dict[str, float]] = []  # worker-seconds per category of each run done here
 
     def run(self) -> tuple[list[dict], dict]:
         queue = [run for data in self.cfg.data for run in independent_runs(self.cfg, data)]
@@ -183,8 +186,8 @@ class Scheduler:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     run = running.pop(future)
-                    future.result()  # a failure in a run is a bug: let it surface
-                    self.record(run, time.perf_counter() - submitted.pop(run))
+                    result = future.result()  # a failure in a run is a bug: let it surface
+                    self.record(run, time.perf_counter() - submitted.pop(run), result.get("probe_seconds"))
                 self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
                 queue.extend(self.release(queue, running.values()))
@@ -211,13 +214,14 @@ class Scheduler:
                 todo.append(run)
         return todo
 
-    def record(self, run: Run, seconds: float = 0.0) -> None:
+    def record(self, run: Run, seconds: float = 0.0, probe_seconds: float | None = None) -> None:
         summary = read_summary(run.folder(self.study_dir))
         if summary is None:
             self.progress.failed += 1
         else:
             self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
             self.progress.done += 1
+            self.costs.append(costs.run_costs(summary, seconds, probe_seconds))
         status, test_acc = (summary.get("status", "?"), summary.get("test_acc")) if summary else ("failed", None)
         self.progress.finished.append(RunDone(run.data, run.group, run.arm, run.seed, status, test_acc, seconds,
                                               self.progress.done + self.progress.failed))
