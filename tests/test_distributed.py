@@ -21,6 +21,7 @@ from sandbag import train as train_mod
 from sandbag.cli import main
 from sandbag.errors import ConfigError
 from sandbag.models import build_model
+from sandbag.runs import SUMMARY_TIMES
 from sandbag.study import read_summary
 from sandbag.train import RunConfig, channels_last, epoch_metrics, fit, load_checkpoint, load_data, weight_stats
 
@@ -148,7 +149,7 @@ def test_allreduce_batchnorm_and_only_rank_zero_writes(ddp_session):
             "config.json", "metrics.jsonl", "summary.json", "model.pt"}
         assert not (ddp_session / f"{name}-rank1").exists()
         summaries = [torch.load(ddp_session / f"{name}-summary{r}.pt") for r in range(WORLD)]
-        timing = ("total_seconds", "seconds_per_epoch")
+        timing = SUMMARY_TIMES
         assert [{k: v for k, v in s.items() if k not in timing} for s in summaries][0] == {
             k: v for k, v in summaries[1].items() if k not in timing}  # every rank reports the same figures
         assert summaries[0]["world_size"] == WORLD and summaries[0]["status"] == "finished"

@@ -14,6 +14,7 @@ import pytest
 from conftest import TINY
 
 from sandbag.errors import ConfigError, SpecError
+from sandbag.runs import SUMMARY_TIMES
 from sandbag.study import StudyConfig, StudyLock, load_config, load_preset, read_results, run_study
 from sandbag.study.report import build_report
 
@@ -122,7 +123,7 @@ def test_report_rebuilds_without_training_self_contained_and_escaped(tiny_study,
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
-TIMINGS = ("seconds_per_epoch", "total_seconds")
+TIMINGS = SUMMARY_TIMES
 
 
 def _comparable(rows):

@@ -36,6 +36,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 AMP_MODES = (None, "bf16")
 CHECKPOINT_FORMAT = "sandbag-run/1"
 TIMING_FIELDS = ("epoch_seconds", "eval_seconds", "samples_per_sec")
+# summary.json's wall times: they differ between two runs of the same config (and between ranks), nothing else does
+SUMMARY_TIMES = ("total_seconds", "seconds_per_epoch", "train_seconds", "eval_seconds", "setup_seconds")
 COMPLETE = ("finished", "diverged")  # statuses of a folder that need no rerun
 TEST_SPLITS = ("default", "rest")
 # Fields that came after the first run folders: left out of the config hash at these values, so folders made before
