@@ -57,13 +57,13 @@ def localized_verdicts(study_dir: Path, lang: str = "en"):
     the lowercase verdict words of verdicts.json."""
     study_dir = Path(study_dir)
     t = translator(lang)
-    verdicts = json.loads((study_dir / "verdicts.json").read_text())
+    verdicts = files.read_json(study_dir / "verdicts.json")
     if lang == "en":
         def cell(result):
             mixed = result["verdict"] == claims.MIXED and result.get("decided")
             return f"{result['verdict']} (decided)" if mixed else result["verdict"]
         return verdicts, t, cell
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = files.read_json(study_dir / "study.json")
     arms = study_arms(meta, read_results(study_dir))
     return claims.localize(verdicts, meta["config"], arms, lang), t, lambda result: _claim_cell(result, t)
 
@@ -211,8 +211,7 @@ def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
 # The document: a list of blocks rendered to Markdown and to HTML from one source
 
 
-def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing=None, t=None) -> list[tuple]:
-    t = t or translator("en")
+def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) -> list[tuple]:
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
@@ -392,8 +391,7 @@ def _part_row(p: dict, t) -> list[str]:
     return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives]
 
 
-def _claim_cell(result: dict, t=None) -> str:
-    t = t or translator("en")
+def _claim_cell(result: dict, t) -> str:
     mark = t(VERDICT_MARK[result["verdict"]])
     return t("{mark} (decided)", mark=mark) if result["verdict"] == claims.MIXED and result.get("decided") else mark
 
