@@ -123,6 +123,16 @@ def _serve(conn, factory, args) -> None:
         conn.send(run())
 
 
+def export_src(rev: str, dest: Path) -> Path:
+    """git revision `rev`'s src/ folder, written under `dest` (to run an older sandbag beside this one)."""
+    import subprocess
+
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src"
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -29,6 +29,7 @@ BASELINE_REV = "1ff013b"
 # name -> extra arguments for the full measurement
 SCRIPTS = {
     "throughput": ["--compile"],
+    "train_process": [],
     "keras_peer": [],
     "inference": [],
     "parallelism": [],

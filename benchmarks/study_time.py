@@ -39,14 +39,6 @@ def run_study(args_: list[str], out: Path, src: Path | None = None) -> tuple[flo
     return time.perf_counter() - t0, json.loads((out / "study.json").read_text())
 
 
-def export_src(rev: str, dest: Path) -> Path:
-    """git revision `rev`'s src/ folder, written under `dest`."""
-    dest.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(C.ROOT), "archive", rev, "src"], check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest / "src"
-
-
 def main() -> None:
     p = C.parser(__doc__.split("\n")[0])
     p.add_argument("--presets", default="quick,standard", help="comma-separated presets (default quick,standard)")
@@ -64,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"": None}
         if args.baseline:
-            sources = {f" @ {args.baseline}": export_src(args.baseline, Path(tmp) / "baseline"), "": None}
+            sources = {f" @ {args.baseline}": C.export_src(args.baseline, Path(tmp) / "baseline"), "": None}
         for name, study_args in studies:
             walls: dict[str, list[float]] = {label: [] for label in sources}
             meta: dict[str, dict] = {}

@@ -13,13 +13,20 @@ process (so each has the allocator state and settings it would have as a program
 
 Prints samples/s (median), the ratio to the best of the two plain loops, and the percentage of the matrix-multiply
 peak measured in the same run (training FLOPs per sample = 3 x 2 x the conv/dense MACs, counted by hooks).
-``--multiseed 1,8,32`` adds sandbag.multiseed.fit_seeds throughput for that many seeds trained at once.
+``--baseline REV`` adds ``sandbag @ REV``: the same loop on the sandbag of git revision REV (its ``src/`` exported
+to a temporary folder and imported in that variant's process instead of this checkout's), to compare training
+steps before and after a change in one run. ``--multiseed 1,8,32`` adds sandbag.multiseed.fit_seeds throughput
+for that many seeds trained at once.
 
     python benchmarks/throughput.py                     # CPU, batches 32/128/256
+    python benchmarks/throughput.py --threads 1 --batches 32 --baseline 9c34bf5
     python benchmarks/throughput.py --device cuda --batches 128,1024 --amp bf16 --multiseed 1,16,64
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import _common as C
 import torch
@@ -78,6 +85,27 @@ def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, 
     return lambda: C.timed(epoch, device)
 
 
+def baseline_loop(src: str, batch: int, device: str, threads: int, train_size: int | None):
+    """`sandbag_loop` with sandbag imported from `src` (another revision's source folder) in this process."""
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "sandbag" or m.startswith("sandbag.")]:
+        del sys.modules[name]
+    sys.path.insert(0, src)
+    old = importlib.import_module("sandbag.train")
+    assert old.__file__.startswith(src), old.__file__
+    torch.set_num_threads(threads)
+    ds = old.load_data(old.RunConfig(train_size=train_size)).to(device)
+    cfg = old.RunConfig(batch_size=batch, device=device, threads=threads, train_size=train_size)
+    s = old.setup_run(cfg, dataset=ds)
+
+    def epoch():
+        old.train_one_epoch(s.net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, batch, s.generator)
+
+    return lambda: C.timed(epoch, device)
+
+
 def multiseed_rate(ds, seeds: int, batch: int, device: str, threads: int, epochs: int, amp: str | None) -> float:
     """Training samples/s (all seeds together) of fit_seeds, median over its epochs after the first."""
     from sandbag.multiseed import fit_seeds
@@ -94,6 +122,7 @@ def main() -> None:
     p.add_argument("--train-size", type=int, help="training samples (default all 4,000 of mnist-5k; smoke 128)")
     p.add_argument("--amp", choices=("bf16",), help="also time sandbag with bf16 autocast")
     p.add_argument("--compile", action="store_true", help="also time sandbag with the model under torch.compile")
+    p.add_argument("--baseline", metavar="REV", help="also time the sandbag of git revision REV (see above)")
     p.add_argument("--multiseed", help="comma-separated seed counts for sandbag.multiseed at the first batch size "
                    "(e.g. 1,8,32)")
     args = C.finish_args(p.parse_args())
@@ -107,6 +136,8 @@ def main() -> None:
 
     rows = []
     base = (args.device, args.threads, train_size)
+    tmp = tempfile.TemporaryDirectory()
+    old_src = str(C.export_src(args.baseline, Path(tmp.name) / "baseline")) if args.baseline else None
     for batch in batches:
         variants = {
             "plain NCHW": C.Subprocess(plain_loop, batch, *base, False),
@@ -114,6 +145,8 @@ def main() -> None:
             "plain channels_last, tuned malloc": C.Subprocess(plain_loop, batch, *base, True, True),
             "sandbag": C.Subprocess(sandbag_loop, batch, *base),
         }
+        if old_src:
+            variants[f"sandbag @ {args.baseline}"] = C.Subprocess(baseline_loop, old_src, batch, *base)
         if args.amp:
             variants[f"sandbag, {args.amp}"] = C.Subprocess(sandbag_loop, batch, *base, args.amp)
         if args.compile:
@@ -127,6 +160,7 @@ def main() -> None:
         best_plain = max(rates["plain NCHW"], rates["plain channels_last"])
         for name, rate in rates.items():
             rows.append([batch, name, rate, f"{rate / best_plain:.3f}", C.spread(times[name]), rate * flops / 1e9])
+    tmp.cleanup()
     peak = (peak_before + C.matmul_peak(args.device, n=mm_n)) / 2
     for row in rows:
         row[-1] = f"{100 * row[-1] / peak:.1f}%"
@@ -136,6 +170,11 @@ def main() -> None:
           f"{flops / 1e6:.2f} MFLOP (3 x 2 x conv/dense MACs); fp32 matmul peak ({mm_n}^3, measured before and after, "
           f"mean) {peak:,.0f} GFLOP/s.\n")
     print(C.table(["batch", "variant", "samples/s", "vs best plain", "spread", "% of peak"], rows))
+    if args.baseline:
+        for batch in batches:
+            rate = {r[1]: r[2] for r in rows if r[0] == batch}
+            print(f"\nbatch {batch}: sandbag / sandbag @ {args.baseline} = "
+                  f"{rate['sandbag'] / rate[f'sandbag @ {args.baseline}']:.2f}x samples/s")
     if args.multiseed:
         batch = batches[0]
         epochs = 2 if args.smoke else 4

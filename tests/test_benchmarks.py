@@ -3,6 +3,8 @@
 These time nothing: the numbers are benchmarks/RESULTS.md's business (`make bench`)."""
 
 import importlib
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,11 +35,50 @@ def bench_module(monkeypatch):
 
 
 def test_throughput_prints_its_table_with_every_variant():
-    out = _run("throughput.py")
+    out = _run("throughput.py", "--threads", "1", "--baseline", "HEAD")
     assert "| batch | variant | samples/s | vs best plain | spread | % of peak |" in out
-    for variant in ("plain NCHW", "plain channels_last", "plain channels_last, tuned malloc", "| sandbag |"):
+    for variant in ("plain NCHW", "plain channels_last", "plain channels_last, tuned malloc", "| sandbag |",
+                    "| sandbag @ HEAD |"):
         assert variant in out
     assert "MFLOP" in out and "GFLOP/s" in out
+    assert re.search(r"batch 32: sandbag / sandbag @ HEAD = \d+\.\d\dx samples/s", out)
+
+
+def test_plain_training_program_trains_the_reference_model():
+    """The baseline of train_process.py, both ways of loading, for one epoch on a small batch count."""
+    for extra in ([], ["--fast-load"]):
+        proc = subprocess.run([sys.executable, str(BENCH / "_plain_train.py"), "--epochs", "1", "--batch-size", "500",
+                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        acc = float(re.search(r"test loss [\d.]+ acc ([\d.]+)", proc.stdout).group(1))
+        assert 0.3 < acc <= 1.0  # 8 Adam steps lift the reference CNN well above chance (0.1)
+
+
+def test_train_process_times_whole_processes_and_itemizes_sandbag(bench_module, monkeypatch, capsys):
+    train_process = bench_module("train_process")
+    walls = {"plain": 10.0, "fast": 8.0, "sandbag": 6.0}
+    calls = []
+
+    def fake_process(cmd, env=None):  # a real round takes ~25 s; the scripts themselves are tested above
+        calls.append(cmd)
+        if "sandbag" in cmd:
+            out = Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True)
+            (out / "summary.json").write_text(json.dumps({"setup_seconds": 1.0, "train_seconds": 3.0,
+                                                          "eval_seconds": 0.5}))
+            return walls["sandbag"]
+        return walls["fast" if "--fast-load" in cmd else "plain"]
+
+    monkeypatch.setattr(train_process, "timed_process", fake_process)
+    monkeypatch.setattr(sys, "argv", ["train_process.py", "--repeats", "2", "--warmup", "0"])
+    train_process.main()
+    out = capsys.readouterr().out
+    sandbag = [cmd for cmd in calls if "sandbag" in cmd]
+    assert len(calls) == 6 and len(sandbag) == 2
+    assert all(cmd[4:10] == ["--epochs", "3", "--batch-size", "32", "--threads", "1"] for cmd in sandbag)
+    assert "| plain, fast loading | 8.00 s | 0% | 1.00 |" in out and "| sandbag train | 6.00 s | 0% | 0.75 |" in out
+    assert "sandbag train / best plain program: 0.75 (target <= 0.75: met)" in out
+    assert "| sandbag train | 1.00 s (17%) | 3.00 s (50%) | 0.50 s (8%) | 1.50 s (25%) |" in out
 
 
 def test_power_pilot_prints_each_arm_against_none():

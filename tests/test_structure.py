@@ -78,3 +78,19 @@ def test_import_contracts_hold():
         pytest.fail("import-linter is not installed: pip install -e '.[dev]'")
     result = subprocess.run([exe, "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_training_on_mnist_5k_imports_neither_scipy_nor_sklearn():
+    """Each costs ~0.5-1 s at import: a sixth of a short `sandbag train` process, and once in every study worker.
+    Only the report's statistics (scipy) and the digits data set (sklearn) need them."""
+    code = (
+        "import sys\n"
+        "from sandbag import cli, train\n"
+        "cli.build_parser()\n"
+        "from sandbag.study import executors, config\n"
+        "train.fit(train.RunConfig(epochs=1, train_size=100, batch_size=50, threads=1))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'sklearn'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

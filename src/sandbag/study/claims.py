@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
 
 from .i18n import translator
 
@@ -46,6 +45,8 @@ def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0, smal
     if n == 0:
         return {"n": 0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": INCONCLUSIVE,
                 "p": math.nan}
+    from scipy import stats  # here, not at the top: scipy takes ~0.5 s to import, and `sandbag train` needs none
+
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     se = sd / math.sqrt(n) if n > 1 else math.inf
@@ -72,6 +73,8 @@ def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0, smal
 
 def _p_two_sided(delta: float, se: float, n: int) -> float:
     """p of H0: difference = 0 (delta = mean - null), two-sided t with n - 1 degrees of freedom."""
+    from scipy import stats
+
     if n < 2:
         return 1.0
     if se == 0:
@@ -82,6 +85,8 @@ def _p_two_sided(delta: float, se: float, n: int) -> float:
 def _p_equivalence(mean: float, se: float, n: int, bound: float) -> float:
     """Two one-sided tests (mean > -bound and mean < +bound), doubled: p < 0.05 exactly when the 95% interval lies
     inside +-bound."""
+    from scipy import stats
+
     if se == 0:
         return 0.0 if abs(mean) < bound else 1.0
     one_sided = max(stats.t.sf((mean + bound) / se, n - 1), stats.t.sf((bound - mean) / se, n - 1))
@@ -91,6 +96,8 @@ def _p_equivalence(mean: float, se: float, n: int, bound: float) -> float:
 def detection_power(n: int, sd: float, effect: float) -> float:
     """Probability that n paired seeds with spread `sd` decide (95% interval excludes 0) for a true mean difference
     `effect`: the noncentral t distribution."""
+    from scipy import stats
+
     if n < 2 or not sd > 0:
         return math.nan
     df, crit = n - 1, stats.t.ppf(1 - ALPHA / 2, n - 1)
@@ -103,6 +110,8 @@ def power(n: int, sd: float, observed: float) -> dict:
     """For an inconclusive part: the smallest difference these n seeds detect with 80% power (`detectable`), and
     the seeds that would detect the observed difference with 80% power (`seeds_needed`; None when it cannot be
     said: fewer than 2 seeds, no spread, or no difference)."""
+    from scipy import optimize
+
     if n < 2 or not sd > 0 or not math.isfinite(sd):
         return {"detectable": None, "seeds_needed": None, "observed": observed}
     high = sd
