@@ -113,6 +113,9 @@ def _add_study_parser(sub) -> None:
     study.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel processes per run (adds a bn-sync arm next to bn; default: the preset's, "
                        f"StudyConfig default {study_defaults['nproc']})")
+    study.add_argument("--seeds-together", choices=("auto", "on", "off"), default="auto",
+                       help="train each arm's seeds as one vmapped model (sandbag.multiseed; arms without batch "
+                       "norm, local executor); auto: on where a CUDA GPU trains the runs (default: auto)")
     study.add_argument("--quiet", action="store_true", help="no progress display")
     study.add_argument("--lang", choices=LANGS, default="en", help=LANG_HELP)
 
@@ -255,7 +258,8 @@ def _cmd_study(args) -> int:
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
     with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.data) > 1) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
-                  executor=args.executor or EXECUTORS[0], address=args.address)
+                  executor=args.executor or EXECUTORS[0], address=args.address,
+                  seeds_together={"auto": None, "on": True, "off": False}[args.seeds_together])
     started = time.perf_counter()
     path = build_report(out, lang=args.lang)
     spent = add_report_seconds(out, time.perf_counter() - started)

@@ -29,7 +29,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from . import data as data_mod
 from .errors import ConfigError
-from .models import build_model, count_params
+from .models import build_model, count_params, is_factory
 from .regularizers import Regularizer
 from .runs import RunConfig, RunFolder
 from .train import (
@@ -89,6 +89,12 @@ class SeedStack(nn.Module):
         return template
 
 
+def trains_together(cfg: RunConfig) -> bool:
+    """Whether `fit_seeds` can train this config's seeds as one model: one process, no batch norm, and a built-in
+    architecture (a factory's model may hold layers vmap cannot batch)."""
+    return cfg.nproc == 1 and not is_factory(cfg.model) and not any(spec.name == "bn" for spec in cfg.specs)
+
+
 def _check(cfg: RunConfig, seeds: Sequence[int], model: nn.Module) -> list[int]:
     """The seeds as distinct ints, or a ConfigError for what multi-seed training cannot do."""
     seeds = [int(s) for s in seeds]
@@ -116,11 +122,13 @@ def fit_seeds(
     *,
     dataset: data_mod.Dataset | None = None,
     on_epoch: Callable[[list[dict]], None] | None = None,
+    run_dirs: Sequence[Path | str] | None = None,
 ) -> list[dict]:
     """Train `cfg` once per seed in `seeds`, all at once; return one summary dict per seed (as `fit` returns).
 
     `cfg.seed` is ignored (each seed replaces it). With `out_dir`, each seed's run folder is written to
-    ``out_dir/seed-N`` (config.json, metrics.jsonl, summary.json, model.pt, as `fit` writes them).
+    ``out_dir/seed-N`` (config.json, metrics.jsonl, summary.json, model.pt, as `fit` writes them); `run_dirs`
+    names each seed's folder instead (a study's run folders).
     `on_epoch` gets the list of the seeds' metric rows after each epoch. Timing fields are those of the batch
     of seeds: ``samples_per_sec`` counts every seed's samples."""
     started = time.perf_counter()
@@ -139,7 +147,11 @@ def fit_seeds(
     regularizer = Regularizer(net.base, cfg.specs, params=net.stacked, lead=1)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     cfgs = [replace(cfg, seed=s) for s in seeds]
-    folders = [RunFolder(Path(out_dir) / f"seed-{s}") for s in seeds] if out_dir is not None else []
+    if run_dirs is not None and len(run_dirs) != len(seeds):
+        raise ConfigError(f"{len(run_dirs)} run folders for {len(seeds)} seeds")
+    if run_dirs is None and out_dir is not None:
+        run_dirs = [Path(out_dir) / f"seed-{s}" for s in seeds]
+    folders = [RunFolder(d) for d in run_dirs] if run_dirs is not None else []
     for folder, c in zip(folders, cfgs, strict=False):  # no folders without out_dir
         folder.start(c)
 

@@ -57,10 +57,32 @@ def execute(cfg_dict: dict, folder: str) -> dict:
     return {**summary, "probe_seconds": time.perf_counter() - started}
 
 
+def execute_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
+    """Worker entry point for runs that differ only in their seed: trained together as one vmapped model
+    (`sandbag.multiseed.fit_seeds`), each seed's folder written as `fit` writes it, then each probed. Returns the
+    runs' summaries in order, each with its probe step's seconds."""
+    from ..multiseed import fit_seeds
+    from ..runs import RunConfig
+    from .probes import probe_run
+
+    cfg = RunConfig.from_dict(cfg_dicts[0])
+    seeds = [RunConfig.from_dict(d).seed for d in cfg_dicts]
+    summaries = fit_seeds(cfg, seeds, run_dirs=folders)
+    out = []
+    for summary, folder in zip(summaries, folders, strict=True):
+        started = time.perf_counter()
+        probe_run(folder)
+        out.append({**summary, "probe_seconds": time.perf_counter() - started})
+    return out
+
+
 class Executor:
-    """Runs study runs. `submit` returns a future of the run's summary, resolved once its folder is complete."""
+    """Runs study runs. `submit` returns a future of the run's summary, resolved once its folder is complete;
+    where `trains_seeds` is true, `submit_seeds` does the same for runs that differ only in their seed, trained
+    together (a future of their summaries, in order)."""
 
     name = "executor"
+    trains_seeds = False
 
     def capacity(self, nproc: int = 1) -> int:
         """How many runs of `nproc` processes each to keep in flight."""
@@ -68,6 +90,9 @@ class Executor:
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
         raise NotImplementedError
+
+    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
+        raise NotImplementedError(f"the {self.name} executor trains one run per task")
 
     def shutdown(self, cancel: bool = False) -> None:
         """Wait for (or with `cancel`, drop) what is pending and release the workers."""
@@ -97,6 +122,7 @@ class LocalExecutor(Executor):
     """A pool of spawned worker processes on this machine, `threads` torch threads each."""
 
     name = "local"
+    trains_seeds = True
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
@@ -108,6 +134,9 @@ class LocalExecutor(Executor):
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
         return self.pool.submit(execute, cfg_dict, folder)
+
+    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
+        return self.pool.submit(execute_seeds, cfg_dicts, folders)
 
     def shutdown(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=cancel)

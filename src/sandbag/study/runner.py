@@ -14,6 +14,7 @@ probe step writes probes.json beside it; runs reused from a folder written befor
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import platform
 import sys
@@ -32,6 +33,21 @@ from .config import StudyConfig
 from .executors import Executor, LocalExecutor, make_executor
 from .plan import Run, choose_strengths, dependent_runs, independent_runs
 from .results import result_row, write_results
+
+
+def _seedless(run: Run) -> tuple:
+    """What a run is apart from its seed: runs equal in this can be trained together."""
+    config = run.config.to_dict()
+    config.pop("seed")
+    return run.data, run.group, run.arm, json.dumps(config, sort_keys=True)
+
+
+def seeds_together_default() -> bool:
+    """Train an arm's seeds together (one vmapped model) where a CUDA GPU is what the runs train on: one small
+    CNN leaves most of a GPU idle, while on a CPU core one run at a time is as fast per seed."""
+    import torch  # here: the scheduler's process needs torch only for this question
+
+    return torch.cuda.is_available()
 
 
 def default_parallelism() -> tuple[int, int]:
@@ -109,11 +125,16 @@ def run_study(
     on_progress: Callable[[Progress], None] | None = None,
     executor: str = "local",
     address: str | None = None,
+    seeds_together: bool | None = None,
 ) -> list[dict]:
     """Run (or resume) a whole study into `study_dir`; return the result rows. Finished runs are reused.
 
     `executor` is ``local`` (a process pool here) or ``ray`` (Ray tasks; `address` of the cluster, or a local
-    Ray instance without one); see `sandbag.study.executors`."""
+    Ray instance without one); see `sandbag.study.executors`. `seeds_together`: train each arm's seeds as one
+    vmapped model (`sandbag.multiseed.fit_seeds`; arms without batch norm, local executor); None: where the runs
+    train on a CUDA GPU."""
+    if seeds_together and executor != "local":
+        raise ConfigError(f"--seeds-together needs the local executor (the {executor} executor runs one run per task)")
     study_dir = Path(study_dir)
     default_workers, default_threads = default_parallelism()
     workers, threads = workers or default_workers, threads or default_threads
@@ -121,9 +142,11 @@ def run_study(
         started = time.perf_counter()
         meta = study_meta(cfg, command, workers, threads)
         pool = make_executor(executor, workers=workers, threads=threads, address=address)
-        meta["hardware"].update(pool.describe())
+        if seeds_together is None:
+            seeds_together = executor == "local" and seeds_together_default()
+        meta["hardware"].update(pool.describe(), seeds_together=seeds_together)
         files.write_json(study_dir / "study.json", meta)
-        scheduler = Scheduler(cfg, study_dir, pool, on_progress)
+        scheduler = Scheduler(cfg, study_dir, pool, on_progress, seeds_together=seeds_together)
         rows, chosen = scheduler.run()
         timed = time.perf_counter()
         run_phase = timed - started
@@ -155,9 +178,13 @@ class Scheduler:
     sweep is complete, the runs at its chosen strengths. Reused runs without probes.json are probed at the end."""
 
     def __init__(self, cfg: StudyConfig, study_dir: Path, executor: Executor | None = None,
-                 on_progress: Callable[[Progress], None] | None = None, workers: int = 1, threads: int = 1):
+                 on_progress: Callable[[Progress], None] | None = None, workers: int = 1, threads: int = 1,
+                 seeds_together: bool = False):
         self.cfg, self.study_dir = cfg, Path(study_dir)
         self.executor = executor or LocalExecutor(workers, threads)
+        if seeds_together and not self.executor.trains_seeds:
+            raise ConfigError(f"the {self.executor.name} executor trains one run per task: no --seeds-together")
+        self.seeds_together = seeds_together
         self.on_progress = on_progress or (lambda p: None)
         self.rows: dict[Run, dict] = {}
         self.chosen: dict[str, dict[str, float]] = {}
@@ -174,23 +201,22 @@ class Scheduler:
         queue.extend(self.release(queue))  # on resume a finished sweep releases its dependent runs at once
         pool = self.executor
         slots = self.progress.slots = pool.capacity(self.cfg.nproc)
-        running: dict[Future, Run] = {}
-        submitted: dict[Run, float] = {}
+        running: dict[Future, tuple[list[Run], float]] = {}  # each task: its runs (seeds trained together), start
         try:
             while queue or running:
                 while queue and len(running) < slots:
-                    run = queue.pop(0)
-                    submitted[run] = time.perf_counter()
-                    running[pool.submit(run.config.to_dict(), str(run.folder(self.study_dir)))] = run
+                    runs = self.take(queue)
+                    running[self.submit(runs)] = runs, time.perf_counter()
                 self.report(len(running))
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    run = running.pop(future)
+                    runs, submitted = running.pop(future)
                     result = future.result()  # a failure in a run is a bug: let it surface
-                    self.record(run, time.perf_counter() - submitted.pop(run), result.get("probe_seconds"))
+                    self.record_task(runs, result if isinstance(result, list) else [result],
+                                     time.perf_counter() - submitted)
                 self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
-                queue.extend(self.release(queue, running.values()))
+                queue.extend(self.release(queue, [run for runs, _ in running.values() for run in runs]))
         except BaseException:
             pool.shutdown(cancel=True)
             self.write()
@@ -200,6 +226,32 @@ class Scheduler:
         self.report(0)
         self.write()
         return list(self.rows.values()), self.chosen
+
+    def take(self, queue: list[Run]) -> list[Run]:
+        """The next task's runs, taken off the queue: the first run, and with `seeds_together` every queued run
+        that differs from it only in its seed (when `multiseed.fit_seeds` can train them as one model)."""
+        from ..multiseed import trains_together  # here: multiseed imports torch, which the scheduler rarely needs
+
+        first = queue.pop(0)
+        if not (self.seeds_together and trains_together(first.config)):
+            return [first]
+        same = [run for run in queue if _seedless(run) == _seedless(first)]
+        for run in same:
+            queue.remove(run)
+        return [first, *same]
+
+    def submit(self, runs: list[Run]) -> Future:
+        folders = [str(run.folder(self.study_dir)) for run in runs]
+        if len(runs) == 1:
+            return self.executor.submit(runs[0].config.to_dict(), folders[0])
+        return self.executor.submit_seeds([run.config.to_dict() for run in runs], folders)
+
+    def record_task(self, runs: list[Run], results: list[dict], seconds: float) -> None:
+        """Record a finished task's runs; its worker-seconds count once (seeds trained together share them)."""
+        for run in runs:
+            self.record(run, seconds / len(runs))
+        probe_seconds = sum(result.get("probe_seconds") or 0.0 for result in results)
+        self.costs.append(costs.run_costs(results[0], seconds, probe_seconds))
 
     def reuse(self, runs: list[Run]) -> list[Run]:
         """Record runs whose folder already holds a finished summary; return the rest."""
@@ -214,14 +266,13 @@ class Scheduler:
                 todo.append(run)
         return todo
 
-    def record(self, run: Run, seconds: float = 0.0, probe_seconds: float | None = None) -> None:
+    def record(self, run: Run, seconds: float = 0.0) -> None:
         summary = read_summary(run.folder(self.study_dir))
         if summary is None:
             self.progress.failed += 1
         else:
             self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
             self.progress.done += 1
-            self.costs.append(costs.run_costs(summary, seconds, probe_seconds))
         status, test_acc = (summary.get("status", "?"), summary.get("test_acc")) if summary else ("failed", None)
         self.progress.finished.append(RunDone(run.data, run.group, run.arm, run.seed, status, test_acc, seconds,
                                               self.progress.done + self.progress.failed))
