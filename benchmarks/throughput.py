@@ -71,16 +71,20 @@ def plain_loop(batch: int, device: str, threads: int, train_size: int | None, ch
 
 
 def sandbag_loop(batch: int, device: str, threads: int, train_size: int | None, amp: str | None = None, ds=None,
-                 compile_model: bool = False):
+                 compile_model: bool = False, trainer=train):
     """train_one_epoch on what `train.setup_run` sets up for `fit` (allocator, channels_last model and data, its
-    optimizer and regularizer); `compile_model`: the model wrapped in torch.compile (not what fit does: a candidate)."""
-    cfg = train.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp, train_size=train_size)
-    s = train.setup_run(cfg, dataset=ds if ds is not None else _data(train_size, device, threads))
+    optimizer and regularizer); `compile_model`: the model wrapped in torch.compile (not what fit does: a candidate);
+    `trainer`: the `sandbag.train` module to use (another revision's, for `baseline_loop`)."""
+    torch.set_num_threads(threads)
+    cfg = trainer.RunConfig(batch_size=batch, device=device, threads=threads, amp=amp, train_size=train_size)
+    if ds is None:
+        ds = trainer.load_data(trainer.RunConfig(train_size=train_size)).to(device)
+    s = trainer.setup_run(cfg, dataset=ds)
     net = torch.compile(s.net) if compile_model else s.net
 
     def epoch():
-        train.train_one_epoch(net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, batch, s.generator,
-                              amp=cfg.amp)
+        trainer.train_one_epoch(net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, batch, s.generator,
+                                amp=cfg.amp)
 
     return lambda: C.timed(epoch, device)
 
@@ -95,15 +99,7 @@ def baseline_loop(src: str, batch: int, device: str, threads: int, train_size: i
     sys.path.insert(0, src)
     old = importlib.import_module("sandbag.train")
     assert old.__file__.startswith(src), old.__file__
-    torch.set_num_threads(threads)
-    ds = old.load_data(old.RunConfig(train_size=train_size)).to(device)
-    cfg = old.RunConfig(batch_size=batch, device=device, threads=threads, train_size=train_size)
-    s = old.setup_run(cfg, dataset=ds)
-
-    def epoch():
-        old.train_one_epoch(s.net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, batch, s.generator)
-
-    return lambda: C.timed(epoch, device)
+    return sandbag_loop(batch, device, threads, train_size, trainer=old)
 
 
 def multiseed_rate(ds, seeds: int, batch: int, device: str, threads: int, epochs: int, amp: str | None) -> float:
