@@ -39,7 +39,7 @@ from sandbag.fonts import use_hangul_font
 from sandbag.models import build_model, keras_summary
 from sandbag.regularizers import Regularizer, parse_spec, parse_specs, penalized_parameters
 from sandbag.runs import RunConfig
-from sandbag.study import StudyConfig, build_report, planned_arms, read_results, run_study
+from sandbag.study import StudyConfig, build_report, compare_config, planned_arms, read_results, run_study
 from sandbag.study.report import localized_verdicts
 from sandbag.train import evaluate, load_data, setup_run, train_one_epoch, weight_stats
 
@@ -432,4 +432,36 @@ for i, arm in enumerate(arms):
     ax.plot([i] * len(accs), accs, "ko", ms=4)
 ax.set_xticks(range(len(arms)), arms)
 ax.set(ylabel="테스트 정확도", title="연구의 주요 비교 (막대: 평균, 점: 시드별 값)")
+plt.show()
+
+# %% [markdown]
+# ## 8. 나만의 질문: 여기서는 드롭아웃 0.5가 0.3보다 나은가?
+#
+# 강의의 주장은 시작일 뿐이다. `sandbag compare A B`로 자기 질문을 던질 수 있다. 두 설정을 같은 시드로 학습하고
+# (그래서 시드마다 두 학습이 초기화와 배치 순서를 공유한다), A와 B에 대한 세 주장을 판정한다: 테스트 정확도가 더
+# 높은가, 격차가 더 좁은가, 목표 학습 정확도에 더 적은 에포크로 이르는가. 판정마다 평균 차이와 95% 신뢰구간이
+# 붙고, 판단 보류라면 시드가 몇 개 있어야 결론이 날지도 알려 준다. 터미널에서는 다음과 같다.
+#
+#     sandbag compare "dropout=0.5" "dropout=0.3" --seeds 3 --epochs 5 --train-size 300 --test default
+#
+# 아래는 같은 연구를 노트북에 맞게 작게 잡아 Python API로 실행한 것이다. 시드 세 개는 적으니 구간이 넓게 나올
+# 것이다. `[[arms]]`와 `[[claims]]` 표를 담은 연구 파일이면 이런 종류의 질문을 무엇이든 던질 수 있다(README의
+# "Ask your own question").
+
+# %%
+question = compare_config("dropout=0.5", "dropout=0.3", seeds=3, epochs=5, train_size=300, test="default")
+QUESTION_DIR = Path("notebook-compare")
+run_study(question, QUESTION_DIR, workers=2, threads=1, command="the regularization notebook, section 8")
+build_report(QUESTION_DIR, lang=LANG)
+answers, _, _ = localized_verdicts(QUESTION_DIR, LANG)
+for v in answers:
+    part = v["data"][question.data[0]]["parts"][0]
+    print(f"{v['text']}\n  평균 {part['mean']:+.4f}, 95% 신뢰구간 [{part['ci_low']:+.4f}, {part['ci_high']:+.4f}] "
+          f"(시드 {part['n']}개): {part['verdict']}")
+
+diffs = answers[0]["data"][question.data[0]]["parts"][0]["diffs"]  # 시드마다: A의 테스트 정확도 − B의 것
+fig, ax = plt.subplots(figsize=(6, 2.5))
+ax.axhline(0, color="0.5", lw=1)
+ax.plot([int(s) for s in diffs], list(diffs.values()), "o", color="C1")
+ax.set(xlabel="시드", ylabel="테스트 정확도: 0.5 − 0.3", title="시드마다 짝지은 차이 하나")
 plt.show()

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sandbag.study.claims import (
+from sandbag.study import schema
+from sandbag.study.claims import evaluate_claims
+from sandbag.study.penalty import l1_minimum, l2_minimum, numeric_minimum, penalty_check
+from sandbag.study.stats import (
     CONTRADICTED,
     DECIDED,
     INCONCLUSIVE,
@@ -17,14 +20,11 @@ from sandbag.study.claims import (
     SUPPORTED,
     combine,
     detection_power,
-    evaluate_claims,
     holm,
-    l1_minimum,
-    l2_minimum,
-    numeric_minimum,
+    mean_std,
     paired_verdict,
-    penalty_check,
     power,
+    standard_error,
 )
 
 VERDICTS = (SUPPORTED, CONTRADICTED, NEGLIGIBLE, INCONCLUSIVE)
@@ -34,6 +34,10 @@ def _oracle(d: np.ndarray, direction: str, margin: float = 0.0, smallest: float 
     """scipy's t-interval and the verdict rule written from the module docstring."""
     low, high = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
     zero = -margin if direction == "noninferior" else 0.0
+    if direction == "equivalent":
+        verdict = (SUPPORTED if -margin < low and high < margin else
+                   CONTRADICTED if low > margin or high < -margin else INCONCLUSIVE)
+        return low, high, verdict
     if direction == "less":
         verdict = SUPPORTED if high < 0 else CONTRADICTED if low > 0 else INCONCLUSIVE
     else:
@@ -149,8 +153,7 @@ def test_power_formula_against_a_simulation(fresh_seed):
 def test_penalty_check_is_claim_4s_closed_form_evidence(fresh_seed):
     result = penalty_check()
     assert result["falls"] and 0 < result["error"] < 1e-3
-    step = (result["minima"]["l2"][0]["closed_form"], 3.0)
-    assert step[0] == pytest.approx(3.0)  # a w0 / (a + lam) = 4.5 / 1.5
+    assert result["minima"]["l2"][0]["closed_form"] == pytest.approx(3.0)  # a w0 / (a + lam) = 4.5 / 1.5
     assert [m["closed_form"] for m in result["minima"]["l1"]] == pytest.approx([3.5, 2.0, 0.0, 0.0])
     # the minimum does not fall with lambda if lambda does not grow: the check says so
     assert penalty_check(lams=(2, 1))["error"] == math.inf
@@ -164,9 +167,12 @@ def test_penalty_check_is_claim_4s_closed_form_evidence(fresh_seed):
         assert abs(l1 - l1_minimum(a, w0, alpha)) <= (hi - lo) / (n - 1), (fresh_seed, a, w0, alpha)
 
 
-ARMS = [{"group": "headline", "arm": a, "technique": a, "batch_size": 32, "base": a, "figures": []}
-        for a in ("none", "l2", "l1", "noise", "dropout", "bn")] + [
-    {"group": "batch", "arm": f"{k}-b8", "technique": k, "batch_size": 8, "base": k, "figures": []}
+TECHS = ["l2", "l1", "noise", "dropout", "bn"]
+ARMS = [{"group": "headline", "arm": a, "technique": a, "batch_size": 32, "base": a}
+        for a in ("none", *TECHS)] + [
+    {"group": "extra", "arm": a, "technique": a.split("-")[0], "batch_size": 32, "base": a}
+    for a in ("l2-bias", "l1-prox", "bn-post")] + [
+    {"group": "batch", "arm": f"{k}-b8", "technique": k, "batch_size": 8, "base": k}
     for k in ("none", "bn")]
 
 
@@ -192,7 +198,8 @@ def test_claims_follow_from_a_synthetic_table(fresh_seed):
         ("headline", "bn"): {"test_acc": 0.90, "probes": {"companion_prob_std_mean": 0.01, "bn_z_mean_absmax": 2e-3,
                                                          "bn_z_std_eps_absdev_max": 1e-7}},
     }, rng, noise=0.002)
-    by_number = {v["number"]: v["data"]["d"] for v in evaluate_claims(cfg, rows, ARMS)}
+    lecture = schema.parse_claims(schema.lecture()["claims"], ARMS, cfg, TECHS)
+    by_number = {v["number"]: v["data"]["d"] for v in evaluate_claims(cfg["data"], rows, lecture)}
     assert by_number[6]["verdict"] == SUPPORTED, fresh_seed  # dropout narrows the gap
     assert by_number[15]["verdict"] == CONTRADICTED, fresh_seed  # noise widened it in this table
     assert by_number[13]["verdict"] == CONTRADICTED, fresh_seed  # bn 0.90 < dropout 0.93
@@ -203,3 +210,33 @@ def test_claims_follow_from_a_synthetic_table(fresh_seed):
     assert [p["verdict"] for p in by_number[9]["parts"]] == [CONTRADICTED, SUPPORTED]  # 2e-3 > tolerance 1e-3
     part = by_number[6]["parts"][0]
     assert part["n"] == 5 and part["mean"] == pytest.approx(-0.06, abs=0.01), fresh_seed
+
+
+def test_equivalent_is_decided_by_the_interval_against_both_bounds(fresh_seed):
+    """Supported inside +-margin, contradicted wholly outside, else inconclusive (with power); p is the TOST
+    p-value at the bounds (statsmodels' ttost_paired where installed), below 0.05 exactly when supported."""
+    rng = np.random.default_rng(fresh_seed)
+    seen = set()
+    for _ in range(300):
+        n = int(rng.integers(2, 12))
+        d = rng.normal(rng.normal(0, 0.03), rng.uniform(0.001, 0.03), size=n)
+        margin = float(rng.uniform(0.002, 0.04))
+        result = paired_verdict(list(d), "equivalent", margin, smallest=1.0)  # smallest plays no part here
+        low, high, verdict = _oracle(d, "equivalent", margin)
+        assert result["verdict"] == verdict, (fresh_seed, d, margin, result)
+        assert result["ci_low"] == pytest.approx(low, rel=1e-9, abs=1e-12)
+        tost = max(stats.ttest_1samp(d, -margin, alternative="greater").pvalue,
+                   stats.ttest_1samp(d, margin, alternative="less").pvalue)
+        assert result["p"] == pytest.approx(min(1.0, 2 * tost), rel=1e-6), (fresh_seed, d)
+        assert (result["p"] < 0.05) == (verdict == SUPPORTED) or math.isclose(result["p"], 0.05, rel_tol=1e-6)
+        assert ("power" in result) == (verdict == INCONCLUSIVE)
+        seen.add(verdict)
+    assert seen == {SUPPORTED, CONTRADICTED, INCONCLUSIVE}, (fresh_seed, seen)
+
+
+def test_one_mean_std_convention(fresh_seed):
+    values = np.random.default_rng(fresh_seed).normal(size=7)
+    mean, sd = mean_std(list(values))
+    assert mean == pytest.approx(values.mean()) and sd == pytest.approx(values.std(ddof=1))
+    assert standard_error(list(values)) == pytest.approx(values.std(ddof=1) / math.sqrt(7))
+    assert math.isnan(mean_std([1.0])[1]) and math.isnan(standard_error([1.0]))

@@ -21,8 +21,7 @@ from sandbag import train as train_mod
 from sandbag.cli import main
 from sandbag.errors import ConfigError
 from sandbag.models import build_model
-from sandbag.runs import SUMMARY_TIMES
-from sandbag.study import read_summary
+from sandbag.runs import SUMMARY_TIMES, read_summary
 from sandbag.train import RunConfig, channels_last, epoch_metrics, fit, load_checkpoint, load_data, weight_stats
 
 # Short runs on real digits: 160 samples, batch 32 -> 5 steps, 2 ranks of 16. SGD: Adam's normalized step turns

@@ -4,7 +4,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from sandbag.study import claims as C
+from sandbag.study import penalty as C
 from sandbag.study import figures as F
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

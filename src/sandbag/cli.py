@@ -85,8 +85,6 @@ def _add_train_options(train: argparse.ArgumentParser) -> None:
 def _add_study_parser(sub) -> None:
     """`sandbag study`: every default comes from StudyConfig (via the preset) or the executors; none is kept here."""
     from .study.config import PRESETS, defaults
-    from .study.executors import EXECUTORS
-    from .study.i18n import LANGS
 
     study_defaults = defaults()
     study = sub.add_parser("study", help="run every technique on several seeds and write a report")
@@ -103,21 +101,57 @@ def _add_study_parser(sub) -> None:
                        f"(StudyConfig default {study_defaults['seeds']}); rerun on the same --out to add seeds")
     study.add_argument("--extra-seeds", type=int, help="seeds of the sub-experiments, overriding the preset's "
                        f"(StudyConfig default {study_defaults['extra_seeds']})")
-    study.add_argument("--out", help="study folder (default: studies/<date>-<preset>); rerun to resume")
-    study.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
-    study.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
-    study.add_argument("--executor", choices=EXECUTORS, default=None,
-                       help=f"{EXECUTORS[0]}: a process pool here (default); ray: each run a Ray task (pip install "
-                       "'sandbag[ray]')")
-    study.add_argument("--address", help="Ray cluster to use with --executor ray (default: start a local instance)")
     study.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel processes per run (adds a bn-sync arm next to bn; default: the preset's, "
                        f"StudyConfig default {study_defaults['nproc']})")
-    study.add_argument("--seeds-together", choices=("auto", "on", "off"), default="auto",
-                       help="train each arm's seeds as one vmapped model (sandbag.multiseed; arms without batch "
-                       "norm, local executor); auto: on where a CUDA GPU trains the runs (default: auto)")
-    study.add_argument("--quiet", action="store_true", help="no progress display")
-    study.add_argument("--lang", choices=LANGS, default="en", help=LANG_HELP)
+    _add_runner_options(study)
+
+
+def _add_runner_options(p: argparse.ArgumentParser) -> None:
+    """What `study` and `compare` share: where the runs go and how they run and report."""
+    from .study.executors import EXECUTORS
+    from .study.i18n import LANGS
+
+    p.add_argument("--out", help="study folder (default: studies/<date>-<name>); rerun to resume")
+    p.add_argument("--workers", type=int, help="parallel runs (default: one per core)")
+    p.add_argument("--threads", type=int, help="torch threads per run (default: 1)")
+    p.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help=f"{EXECUTORS[0]}: a process pool here (default); ray: each run a Ray task (pip install "
+                   "'sandbag[ray]')")
+    p.add_argument("--address", help="Ray cluster to use with --executor ray (default: start a local instance)")
+    p.add_argument("--seeds-together", choices=("auto", "on", "off"), default="auto",
+                   help="train each arm's seeds as one vmapped model (sandbag.multiseed; arms without batch "
+                   "norm, local executor); auto: on where a CUDA GPU trains the runs (default: auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--lang", choices=LANGS, default="en", help=LANG_HELP)
+
+
+def _add_compare_parser(sub) -> None:
+    from .data import DATASETS
+    from .runs import OPTIMIZERS
+    from .study.compare import BASE_PRESET
+    from .study.config import defaults, preset_table
+
+    base = argparse.Namespace(**{**defaults(), **preset_table(BASE_PRESET)})
+    compare = sub.add_parser(
+        "compare", help="does A beat B? Two arms on several seeds, paired, with a verdict per claim",
+        description="Train A and B on the same seeds and samples and decide, claim by claim (test accuracy, gap, "
+        "learning speed), whether the difference is real. A study without the lecture: its folder resumes on the "
+        f"same --out and `sandbag report` rebuilds it. Settings not given are the {BASE_PRESET} preset's.")
+    compare.add_argument("a", metavar="A", help="comma-separated specs, e.g. dropout=0.5 or l2=1e-3,bn; "
+                         "l2={l2} lets a validation sweep choose the strength; none: no technique")
+    compare.add_argument("b", metavar="B", help="the other side, written as A")
+    compare.add_argument("--data", help=f"data set: {', '.join(DATASETS)} (default: {base.data[0]})")
+    compare.add_argument("--model", help=f"architecture or package.module:function (default: {base.model})")
+    compare.add_argument("--epochs", type=int, help=f"(default: {base.epochs})")
+    compare.add_argument("--train-size", type=int, help=f"(default: {base.train_size})")
+    compare.add_argument("--test", choices=("default", "rest"), help=f"(default: {base.test})")
+    compare.add_argument("--val-size", type=int, help="validation images held out of training and test")
+    compare.add_argument("--batch-size", type=int, help=f"(default: {base.batch_size})")
+    compare.add_argument("--lr", type=float, help=f"(default: {base.lr})")
+    compare.add_argument("--optimizer", choices=OPTIMIZERS, help=f"(default: {base.optimizer})")
+    compare.add_argument("--seeds", type=int, default=10, help="paired seeds, each arm (default: 10)")
+    _add_runner_options(compare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(summary)
 
     _add_study_parser(sub)
+    _add_compare_parser(sub)
 
     export = sub.add_parser("export", help="write a run's model with batch norm folded in, for inference")
     export.add_argument("run_dir")
@@ -163,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if args.command in ("train", "evaluate", "study", "report", "export"):
+        if args.command in ("train", "evaluate", "study", "compare", "report", "export"):
             from .allocator import tune_allocator
 
             tune_allocator()
@@ -241,10 +276,6 @@ def _cmd_summary(args) -> int:
 def _cmd_study(args) -> int:
     from .errors import ConfigError
     from .study.config import StudyConfig, defaults, load_config, load_preset
-    from .study.costs import add_report_seconds
-    from .study.executors import EXECUTORS
-    from .study.report import build_report
-    from .study.runner import run_study
 
     if args.config and args.preset:
         raise ConfigError("give either --preset or --config, not both")
@@ -253,6 +284,19 @@ def _cmd_study(args) -> int:
                                    ("seeds", args.seeds), ("extra_seeds", args.extra_seeds)) if v is not None}
     if overrides:
         cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
+    out = _run_and_report(cfg, args)
+    _print_verdicts(out, args.quiet, args.lang)
+    _print_costs(out)
+    return 0
+
+
+def _run_and_report(cfg, args) -> Path:
+    """Run (or resume) the study of `cfg` into --out, then build its report; return the folder."""
+    from .study.costs import add_report_seconds
+    from .study.executors import EXECUTORS
+    from .study.report import build_report
+    from .study.runner import run_study
+
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
     console = Console(stderr=True, quiet=args.quiet)
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
@@ -261,16 +305,54 @@ def _cmd_study(args) -> int:
                   executor=args.executor or EXECUTORS[0], address=args.address,
                   seeds_together={"auto": None, "on": True, "off": False}[args.seeds_together])
     started = time.perf_counter()
-    path = build_report(out, lang=args.lang)
-    spent = add_report_seconds(out, time.perf_counter() - started)
-    _print_verdicts(out, args.quiet, args.lang)
+    build_report(out, lang=args.lang)
+    add_report_seconds(out, time.perf_counter() - started)
+    return out
+
+
+def _print_costs(out: Path) -> None:
     meta = json.loads((out / "study.json").read_text())
+    spent = meta.get("time") or {}
     print(f"study wall time {meta['wall_seconds'] / 60:.1f} min ({meta['runs']} runs, {meta['hardware']['workers']} "
           f"workers x {meta['hardware']['threads_per_worker']} thread(s) on {meta['hardware']['cpus']} CPUs)")
-    if spent:
+    if spent.get("share"):
         print("time: " + ", ".join(f"{name} {share:.0%}" for name, share in spent["share"].items() if share >= 0.005))
-    print(path)
+    print(out / "report.html")
+
+
+def _cmd_compare(args) -> int:
+    from .study.compare import compare_config
+
+    cfg = compare_config(args.a, args.b, **{k: getattr(args, k) for k in (
+        "data", "model", "epochs", "train_size", "test", "val_size", "batch_size", "lr", "optimizer", "seeds")})
+    out = _run_and_report(cfg, args)
+    _print_comparison(out, args.lang)
+    _print_costs(out)
     return 0
+
+
+def _print_comparison(out: Path, lang: str) -> None:
+    """Each part's verdict with its mean difference, interval, and what more seeds would buy."""
+    from .study.report import localized_verdicts
+
+    verdicts, t, cell = localized_verdicts(out, lang)
+    for v in verdicts:
+        for data, result in v["data"].items():
+            print(f"{v['text']} [{data}]: {cell(result)}")
+            for p in result["parts"]:
+                print(f"  {p['label']}: mean {_signed(p['mean'])}, 95% CI [{_signed(p['ci_low'])}, "
+                      f"{_signed(p['ci_high'])}], n = {p['n']} seeds -> {p['verdict']}")
+                power = p.get("power") or {}
+                if power.get("detectable") is not None:
+                    needed = power.get("seeds_needed")
+                    more = (f"about {needed} seeds would detect the observed difference" if needed
+                            else "no number of seeds would detect it")
+                    print(f"    {p['n']} seeds detect a difference of {power['detectable']:.4g} with 80% power; "
+                          f"{more}")
+
+
+def _signed(x) -> str:
+    return "n/a" if x is None else f"{x:+.4g}"
 
 
 def _cmd_export(args) -> int:
@@ -319,7 +401,7 @@ def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en") -> None:
 
 
 _COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "summary": _cmd_summary, "study": _cmd_study,
-             "report": _cmd_report, "export": _cmd_export}
+             "compare": _cmd_compare, "report": _cmd_report, "export": _cmd_export}
 
 
 # ----------------------------------------------------------------------------------------------------------------

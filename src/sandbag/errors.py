@@ -33,3 +33,16 @@ class ConfigError(SandbagError):
 
 class OutputError(SandbagError):
     """A result that cannot be written (disk full, unwritable folder); earlier files stay intact."""
+
+
+def one_line(exc: BaseException, limit: int = 200, named: bool = False) -> str:
+    """An exception's message as one line: its first line, cut to `limit` characters. Library messages can quote
+    file bytes or tracebacks at length, and a user needs their gist. `named`: prefixed with the exception's type
+    (for errors raised by the user's own code, where the type is half the message)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines[0].split()) if lines else ""
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if named else text

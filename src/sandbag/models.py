@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _torch_module  # its global hook registries
 
-from .errors import ModelError, SandbagError
+from .errors import ModelError, SandbagError, one_line
 from .regularizers import SITES, GaussianNoise, Spec
 
 MODELS = {
@@ -241,7 +241,7 @@ def resolve_factory(path: str) -> Callable[..., nn.Module]:
         target = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: any error while importing it is theirs, told in one line
         raise ModelError(f"cannot import {module_name!r} for model {path!r} (run from {here}): "
-                         f"{_one_line(exc)}") from exc
+                         f"{one_line(exc, named=True)}") from exc
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise ModelError(f"model {path!r}: {module_name} has no attribute {attribute!r}")
@@ -264,7 +264,7 @@ def factory_model(path: str, input_shape: tuple[int, ...], num_classes: int, spe
     except SandbagError:
         raise
     except Exception as exc:
-        raise ModelError(f"model factory {path} failed: {_one_line(exc)}") from exc
+        raise ModelError(f"model factory {path} failed: {one_line(exc, named=True)}") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"model factory {path} returned a {type(model).__name__}, not a torch.nn.Module")
     check_placed(path, model, specs)
@@ -304,18 +304,14 @@ def _check_logits(path: str, model: nn.Module, input_shape: tuple[int, ...], num
         with torch.no_grad():
             out = model(torch.zeros(2, *input_shape, device=device))
     except Exception as exc:
-        raise ModelError(f"model {path} fails on a batch of shape {(2, *input_shape)}: {_one_line(exc)}") from exc
+        shape = (2, *input_shape)
+        raise ModelError(f"model {path} fails on a batch of shape {shape}: {one_line(exc, named=True)}") from exc
     finally:
         model.train(was_training)
     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if got != (2, num_classes):
         raise ModelError(f"model {path} must return logits of shape (batch, {num_classes}); on a batch of 2 it "
                          f"returned {got}")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
 
 
 def count_params(model: nn.Module) -> dict[str, int]:

@@ -21,7 +21,8 @@ Each technique is one object in `TECHNIQUES` (its class docstring holds its form
 loss term (`penalty`), what it does to the weights around the optimizer step (`before_step`, `after_step`) and
 where the model builder puts its layers (`layers`, at one of the builder's `SITES`) and which of them a user's own
 model must hold (`missing_in`, checked when a model factory builds one). Adding a technique means one class and one
-registry entry here.
+registry entry here; a study then sweeps its strength over its `grid` (and falls back to its `textbook` value)
+without another edit.
 
 Penalties are sums over elements, not means. Ours is 1/2 * lam * sum(w**2): Keras's ``L2(l2)`` has no 1/2, and
 PyTorch's ``weight_decay=lam`` adds lam * w to the gradient, which is the gradient of ours.
@@ -115,6 +116,9 @@ class Technique:
     options: tuple[str, ...] = ()
     places: tuple[str, ...] = ()  # options that move the technique elsewhere in the network
     acts_on_weights = False  # True: bound to the penalized parameters (`penalized_parameters`) by `Regularizer`
+    # A study's defaults for a technique with a strength (a study file overrides them under [sweep] / [textbook]):
+    grid: tuple[float, ...] = ()  # the strengths its validation sweep tries
+    textbook: float | None = None  # the strength used if every validation run diverges
 
     def valid(self, value: float) -> bool:
         return True
@@ -162,6 +166,7 @@ class L2(Technique):
 
     name, meaning, allowed, options = "l2", "lambda", "a number >= 0", ("bias", "bn", "decoupled")
     metavar = "LAMBDA"
+    grid, textbook = (1e-4, 1e-3, 1e-2), 1e-3
     acts_on_weights = True
 
     def valid(self, value):
@@ -189,6 +194,7 @@ class L1(Technique):
 
     name, meaning, allowed, options = "l1", "alpha", "a number >= 0", ("bias", "bn", "prox")
     metavar = "ALPHA"
+    grid, textbook = (1e-5, 1e-4, 1e-3), 1e-4
     acts_on_weights = True
 
     def valid(self, value):
@@ -214,6 +220,7 @@ class Noise(Technique):
 
     name, meaning, allowed, options, places = "noise", "sigma", "a number >= 0", ("hidden",), ("hidden",)
     metavar = "SIGMA"
+    grid, textbook = (0.1, 0.3, 0.5), 0.3
 
     def valid(self, value):
         return value >= 0
@@ -237,6 +244,7 @@ class Dropout(Technique):
 
     name, meaning, allowed, options, places = "dropout", "drop rate", "a number in [0, 1)", ("spatial",), ("spatial",)
     metavar = "RATE"
+    grid, textbook = (0.2, 0.4, 0.6), 0.4
 
     def valid(self, value):
         return 0 <= value < 1

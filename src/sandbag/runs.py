@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from . import files
-from .errors import CheckpointError, ConfigError
+from .data import TEST_SPLITS
+from .errors import CheckpointError, ConfigError, one_line
 from .models import build_model, check_model_name
 from .regularizers import Spec, parse_specs
 
@@ -39,7 +40,6 @@ TIMING_FIELDS = ("epoch_seconds", "eval_seconds", "samples_per_sec")
 # summary.json's wall times: they differ between two runs of the same config (and between ranks), nothing else does
 SUMMARY_TIMES = ("total_seconds", "seconds_per_epoch", "train_seconds", "eval_seconds", "setup_seconds")
 COMPLETE = ("finished", "diverged")  # statuses of a folder that need no rerun
-TEST_SPLITS = ("default", "rest")
 # Fields that came after the first run folders: left out of the config hash at these values, so folders made before
 # them keep their keys and are reused.
 HASHED_WHEN_SET = {"amp": None, "val_size": None, "test": "default", "eval_every": 1, "track_size": None}
@@ -197,8 +197,7 @@ def torch_load_tagged(path: Path, fmt: str, what: str, device: str = "cpu") -> d
     try:
         obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load {path} as {what}: {reason[:200]}") from None
+        raise CheckpointError(f"cannot load {path} as {what}: {one_line(exc)}") from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise CheckpointError(f"{path} is not {what} (no format tag {fmt!r})")
     return obj
@@ -219,6 +218,5 @@ def load_checkpoint(path: Path | str, device: str = "cpu") -> tuple[RunConfig, n
         model = build_model(cfg.model, tuple(ckpt["input_shape"]), int(ckpt["num_classes"]), cfg.specs)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{file} does not match its architecture: {reason[:200]}") from None
+        raise CheckpointError(f"{file} does not match its architecture: {one_line(exc)}") from None
     return cfg, model.to(device), ckpt

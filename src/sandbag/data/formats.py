@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sandbag.errors import DataError
+from sandbag.errors import DataError, one_line
 
 # Big-endian, as the IDX format stores every multi-byte value.
 _IDX_DTYPES = {
@@ -86,7 +86,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             compressed = f.read(2) == _GZIP_MAGIC
         return _read_idx_gzip(path) if compressed else _read_idx_raw(path)
     except _GZIP_ERRORS as e:
-        raise DataError(f"{path}: unreadable or corrupt IDX/gzip file ({_one_line(e)})") from e
+        raise DataError(f"{path}: unreadable or corrupt IDX/gzip file ({one_line(e, 160)})") from e
 
 
 def _read_idx_raw(path: Path) -> np.ndarray:
@@ -238,12 +238,6 @@ def _check_labels(y: np.ndarray, source, num_classes: int | None) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _one_line(e: BaseException, limit: int = 160) -> str:
-    # Library messages can quote file bytes at length; the user needs their gist on one line.
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # ---------------------------------------------------------------------------------------------------------
 # CIFAR-10 binary
 
@@ -279,7 +273,7 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         records = np.fromfile(path, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
     except (OSError, ValueError) as e:  # e.g. the file changed size while being read
-        raise DataError(f"{path}: cannot read CIFAR-10 batch ({_one_line(e)})") from e
+        raise DataError(f"{path}: cannot read CIFAR-10 batch ({one_line(e, 160)})") from e
     labels = _check_labels(records[:, 0], path, num_classes=10)
     images = records[:, 1:].reshape(-1, 3, _CIFAR_SIDE, _CIFAR_SIDE)
     return _as_unit_images(images, path), labels
@@ -308,7 +302,7 @@ def read_npz(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     except DataError:
         raise
     except _NPZ_ERRORS as e:
-        raise DataError(f"{path}: not a readable .npz archive ({_one_line(e)})") from e
+        raise DataError(f"{path}: not a readable .npz archive ({one_line(e, 160)})") from e
     x_train = _npz_images(arrays["x_train"], f"{path}: x_train")
     x_test = _npz_images(arrays["x_test"], f"{path}: x_test")
     y_train = _npz_labels(arrays["y_train"], f"{path}: y_train")

@@ -1,9 +1,10 @@
 """What a study runs: `StudyConfig`, the presets, TOML loading and validation.
 
 A study config is checked when it is made: every field against its annotation (`check_type`, read from the
-dataclass, so a new field is checked without another edit), the ranges, the strengths (through the same spec parser
-the runs use) and the claims against the plan (a claim that compares an arm the study does not run is an error
-here, not an empty verdict later).
+dataclass, so a new field is checked without another edit), the ranges, the strengths and every arm's specs
+(through the same spec parser the runs use), and its design: the arms expanded and the claims parsed against them
+(`plan.make_design`; a claim that names an arm the study does not run is an error here, not an empty verdict
+later). The design is made once, here, and kept as `StudyConfig.design`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SandbagError
 from ..models import check_model_name, is_factory, resolve_factory
-from ..regularizers import tunable
+from ..regularizers import TECHNIQUES, tunable
 from ..runs import RunConfig
-from . import claims, plan
+from . import plan
 from .results import AGGREGATE_METRICS
 
 PRESETS = ("quick", "standard", "full", "fashion")
@@ -51,10 +52,10 @@ class StudyConfig:
     val_fraction: float = 0.1
     sweep_epochs: int = 4
     sweep_seeds: int = 1  # seeds per strength of the validation sweep (the mean chooses; error bars in the report)
-    sweep: dict[str, list[float]] = field(default_factory=lambda: {
-        "l2": [1e-4, 1e-3, 1e-2], "l1": [1e-5, 1e-4, 1e-3], "noise": [0.1, 0.3, 0.5], "dropout": [0.2, 0.4, 0.6],
-    })
-    textbook: dict[str, float] = field(default_factory=lambda: {"l2": 1e-3, "l1": 1e-4, "noise": 0.3, "dropout": 0.4})
+    # per technique: the strengths its sweep tries and its fallback strength (default: the technique's own `grid`
+    # and `textbook`, sandbag.regularizers); a study file gives only those it changes
+    sweep: dict[str, list[float]] = field(default_factory=dict)
+    textbook: dict[str, float] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=lambda: [4, 32, 128])
     batch_epochs: int | None = None  # epochs for the batch-size runs (default: epochs)
     learn_target: float = 0.95  # clean training accuracy that defines "learned" for learning speed
@@ -64,6 +65,9 @@ class StudyConfig:
     timing_repeats: int = 5  # repetitions of the timing phase (seconds per epoch, measured alone); 0: none
     quick: bool = False  # marks a reduced study in the report
     nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
+    lecture: bool = True  # include the lecture's arms and claims (lecture.toml) beside the file's own
+    arms: list[dict[str, typing.Any]] = field(default_factory=list)  # [[arms]]: the file's own arms
+    claims: list[dict[str, typing.Any]] = field(default_factory=list)  # [[claims]]: the file's own claims
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -107,19 +111,30 @@ class StudyConfig:
             unknown = set(getattr(self, table)) - set(techniques)
             if unknown:
                 raise ConfigError(f"[{table}] has unknown techniques {sorted(unknown)}; valid: {', '.join(techniques)}")
+        self.sweep = {t: list(self.sweep.get(t) or TECHNIQUES[t].grid) for t in techniques}
+        self.textbook = {t: self.textbook.get(t, TECHNIQUES[t].textbook) for t in techniques}
         for tech in techniques:
-            if not self.sweep.get(tech):
-                raise ConfigError(f"[sweep] needs a list of strengths for {tech}")
-            if tech not in self.textbook:
+            if not self.sweep[tech]:
+                raise ConfigError(f"[sweep] needs a list of strengths for {tech} (it declares no default grid)")
+            if self.textbook[tech] is None:
                 raise ConfigError(f"[textbook] needs a strength for {tech} (the fallback if its sweep diverges)")
         # validate every strength once, through the same parser the runs use
         for tech, values in self.sweep.items():
             for v in values:
                 RunConfig(regs=[f"{tech}={v}"])
-        check_claims(self)
+        self.design = plan.make_design(self)
+        for arm in self.design.arms:
+            try:
+                RunConfig(regs=[s.format(**self.textbook) for s in arm["specs"]], **arm["overrides"])
+            except SandbagError as exc:
+                raise ConfigError(f"arm {arm['arm']!r}: {exc}") from None
         check_model_name(self.model)
         if is_factory(self.model):
             resolve_factory(self.model)  # a bad path stops the study here, before any run, not in every worker
+
+    def grid(self, technique: str) -> list[float]:
+        """The strengths the validation sweep tries for `technique`."""
+        return self.sweep[technique]
 
     def split(self, data: str) -> dict:
         """train_size, test and val_size of data set `data`: the study's, or its `data_options`."""
@@ -163,6 +178,8 @@ def type_name(annotation) -> str:
     if _is_union(annotation):
         return " or ".join(type_name(a) for a in args)
     origin = typing.get_origin(annotation)
+    if origin is dict and args[1] is typing.Any:
+        return "table"
     if origin in (list, dict):
         return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
     return getattr(annotation, "__name__", str(annotation))
@@ -173,9 +190,12 @@ def _is_union(annotation) -> bool:
 
 
 def matches(value, annotation) -> bool:
-    """Whether a (TOML) value fits an annotation made of int, float, str, bool, None, unions, list[X], dict[str, X].
+    """Whether a (TOML) value fits an annotation made of int, float, str, bool, None, Any, unions, list[X],
+    dict[str, X].
 
     bool is not an int here, and an int is a float (TOML writes 1 for 1.0). Other annotations raise TypeError."""
+    if annotation is typing.Any:
+        return True
     if annotation is type(None) or annotation is None:
         return value is None
     if _is_union(annotation):
@@ -203,29 +223,18 @@ def check_type(key: str, value, annotation, source: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Claims against the plan
-
-
-def check_claims(cfg: StudyConfig) -> None:
-    """Every arm a claim compares must be one the plan runs; else `ConfigError` naming the claim and the arm."""
-    arms = plan.planned_arms(cfg)
-    runs = {(a["group"], a["arm"]) for a in arms}
-    for claim in claims.claims(cfg.to_dict(), arms):
-        for group, arm in claims.arms_named(claim):
-            if (group, arm) not in runs:
-                raise ConfigError(f"claim {claim.number} compares arm {group}/{arm}, which this study does not run "
-                                  "(see sandbag.study.plan.ARMS)")
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Loading
 
 
-def load_preset(name: str) -> StudyConfig:
+def preset_table(name: str) -> dict:
+    """A preset's TOML as it is (`load_preset` checks it and makes its design)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    text = resources.files("sandbag.presets").joinpath(f"{name}.toml").read_text()
-    return StudyConfig.from_dict(tomllib.loads(text), source=f"preset {name}")
+    return tomllib.loads(resources.files("sandbag.presets").joinpath(f"{name}.toml").read_text())
+
+
+def load_preset(name: str) -> StudyConfig:
+    return StudyConfig.from_dict(preset_table(name), source=f"preset {name}")
 
 
 def load_config(path: str | Path) -> StudyConfig:

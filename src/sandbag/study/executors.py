@@ -24,7 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .. import files
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 
 EXECUTORS = ("local", "ray")
 
@@ -176,8 +176,7 @@ class RayExecutor(Executor):
                 ray.init(**options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f" at {address}" if address else ""
-                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-                raise ConfigError(f"cannot start or reach Ray{where}: {reason}") from None
+                raise ConfigError(f"cannot start or reach Ray{where}: {one_line(exc)}") from None
             self.started = True
         resources = ray.cluster_resources()
         self.cpus, self.gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))

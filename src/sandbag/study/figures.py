@@ -4,7 +4,7 @@ Every figure reads on its own (title, axis labels with units, legend) and copes 
 epoch); an empty input gives a figure that says "no data" instead of an error. Each technique keeps its color
 across figures: the report makes one `palette` from the study's arms and passes it to every figure (`colors`).
 
-No torch here. The penalty figure plots `claims.penalty_minima` (claim 4's check lives in `claims`). Weight and BN
+No torch here. The penalty figure plots `penalty.penalty_minima` (claim 4's check lives there too). Weight and BN
 histograms take either raw values or counts on fixed bins (what a run's probes.json holds; `histogram`).
 """
 
@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..fonts import use_hangul_font
-from .claims import PENALTY_PROBLEM, grid, penalty_minima, penalty_span
 from .i18n import translator
+from .penalty import PENALTY_PROBLEM, grid, penalty_minima, penalty_span
+from .stats import standard_error
 
 DPI = 110
 
@@ -124,7 +125,7 @@ def penalty_figure(
     lang: str = "en",
 ) -> dict:
     """Left: loss a/2 (w - w0)^2, the L2 term lam/2 w^2 and their sum for each lam, each sum's minimum marked.
-    Right: the same with alpha |w|. The minima come from `claims.penalty_minima` (grid search next to the closed
+    Right: the same with alpha |w|. The minima come from `penalty.penalty_minima` (grid search next to the closed
     form, claim 4's evidence); this only plots them, and returns them."""
     t = translator(lang)
     minima = penalty_minima(lams, alphas, a, w0, n)
@@ -197,10 +198,11 @@ def _seed_matrix(per_seed, epochs: int) -> np.ndarray:
 
 
 def _mean_std(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std over seeds (axis 0), ignoring nan; an epoch no seed reached stays nan."""
+    """Mean and std over seeds (axis 0), ignoring nan; an epoch no seed reached stays nan. The std is the sample
+    std (ddof 1), as `stats.mean_std` gives the tables; a column with one seed has no band."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns
-        return np.nanmean(m, 0), np.nanstd(m, 0)
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns, and one-seed columns for ddof 1
+        return np.nanmean(m, 0), np.nanstd(m, 0, ddof=1)
 
 
 def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, str] | None = None,
@@ -520,13 +522,6 @@ def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | N
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
-
-
-def standard_error(values) -> float:
-    """Standard error of the mean, sd / sqrt(n) (nan for fewer than two values). With the sweep's few seeds a 95%
-    interval is mostly its t factor (12.7 for two seeds); one standard error shows the spread readably."""
-    v = np.asarray(values, dtype=float)
-    return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
 
 
 def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str, float] | None = None,

@@ -1,10 +1,11 @@
 """The report's languages: English (the templates themselves) and Korean (this catalog).
 
-Every sentence, heading, label and verdict word that the report, its claims and its figures show goes through
-`translator(lang)`: the English template is the key, ``{name}`` fields are filled in after the lookup, so a Korean
-sentence may put them in its own order. A template missing from the catalog falls back to English and is recorded
-in `MISSING` (tests build a Korean report and require it to stay empty). Terms follow the lecture the project grew
-from (정규화, 과대적합, 드롭아웃, 배치 정규화, 잡음 주입); the sentences are our own.
+The claims carry their own Korean beside their English (``text_ko``, ``label_ko`` in lecture.toml or a study file,
+under the claim's id). Every other sentence, heading, label and verdict word that the report and its figures show
+goes through `translator(lang)`: the English template is the key, ``{name}`` fields are filled in after the lookup,
+so a Korean sentence may put them in its own order. A template missing from the catalog falls back to English and
+is recorded in `MISSING` (tests build a Korean report and require it to stay empty). Terms follow the lecture the
+project grew from (정규화, 과대적합, 드롭아웃, 배치 정규화, 잡음 주입); the sentences are our own.
 """
 
 from __future__ import annotations
@@ -28,63 +29,6 @@ KO: dict[str, str] = {
     "inconclusive": "판단 보류",
     "mixed": "엇갈림",
     "{mark} (decided)": "{mark} (결론남)",
-    # --- the fifteen claims
-    "Regularization trades training fit for evaluation performance.":
-        "정규화는 학습 데이터에 대한 적합을 조금 내주고 평가 성능을 얻는다.",
-    "L2 keeps weights small and narrows the train-test gap.":
-        "L2 정규화는 가중치를 작게 유지하고 학습-테스트 격차를 줄인다.",
-    "L2 works better with biases left out than with them included.":
-        "L2 벌점에서 편향(bias)을 빼는 편이 넣는 편보다 낫다.",
-    "Adding 1/2*lambda*w^2 moves the loss minimum toward zero.":
-        "손실에 1/2*lambda*w^2를 더하면 최솟점이 0 쪽으로 옮겨 간다.",
-    "L1 yields many weights at or near zero, far more than L2; with the proximal option exactly zero.":
-        "L1은 0이거나 0에 가까운 가중치를 L2보다 훨씬 많이 만들고, proximal 방식이면 정확히 0이 된다.",
-    "Dropout narrows the train-test gap.": "드롭아웃은 학습-테스트 격차를 줄인다.",
-    "Dropout slows learning and does not cut compute per epoch.":
-        "드롭아웃은 학습을 늦추며 에포크당 계산 시간을 줄여 주지 않는다.",
-    "Dropout belongs to training only: left on at evaluation it lowers accuracy and predictions vary.":
-        "드롭아웃은 학습 때만 쓴다: 평가 때 켜 두면 정확도가 떨어지고 예측이 흔들린다.",
-    "Batch normalization gives each feature mean 0 and std 1 over the mini-batch before scale and shift.":
-        "배치 정규화는 스케일·시프트 전에 미니배치 안에서 각 특성을 평균 0, 표준편차 1로 맞춘다.",
-    "BN's batch statistics act as noise: a sample's output changes with its batch companions.":
-        "배치 정규화의 배치 통계는 잡음처럼 작용한다: 한 샘플의 출력이 함께 묶인 샘플에 따라 달라진다.",
-    "Very small mini-batches make BN's effect extreme (batch {small} vs {ref}).":
-        "미니배치가 아주 작으면 배치 정규화의 효과가 극단적이 된다 (배치 {small} 대 {ref}).",
-    "Larger mini-batches make an epoch faster.": "미니배치가 클수록 한 에포크가 빨리 끝난다.",
-    "BN beats dropout on evaluation performance.": "평가 성능에서 배치 정규화가 드롭아웃보다 낫다.",
-    "BN placed before the activation does at least as well as after it.":
-        "활성화 함수 앞에 둔 배치 정규화는 뒤에 둔 것 못지않다.",
-    "Noise injection narrows the train-test gap.": "잡음 주입은 학습-테스트 격차를 줄인다.",
-    # --- the claims' parts
-    "{tech}: clean train accuracy lower": "{tech}: 평가 모드 학습 정확도가 더 낮음",
-    "{tech}: test accuracy higher": "{tech}: 테스트 정확도가 더 높음",
-    "epoch at batch {a} slower than at {b}": "배치 {a}의 에포크가 배치 {b}보다 느림",
-    "weight norm lower with L2": "L2를 쓰면 가중치 노름이 더 작음",
-    "gap narrower with L2": "L2를 쓰면 격차가 더 좁음",
-    "test accuracy: biases excluded minus included": "테스트 정확도: 편향 제외 − 편향 포함",
-    "|numeric minimum - closed form| over lambdas (and the minimum falls as lambda grows)":
-        "lambda마다 |수치 최솟점 − 닫힌 해| (lambda가 커질수록 최솟점이 작아지는지도)",
-    "fraction |w| < 1e-3: L1 minus L2": "|w| < 1e-3인 비율: L1 − L2",
-    "fraction exactly 0: proximal L1 minus plain L1": "정확히 0인 비율: proximal L1 − 일반 L1",
-    "gap: dropout minus none": "격차: 드롭아웃 − 없음",
-    "epochs to reach train accuracy {target}: dropout minus none":
-        "학습 정확도 {target}에 이르는 에포크: 드롭아웃 − 없음",
-    "seconds per epoch: dropout / none - 1 (not below -3%)": "에포크당 초: 드롭아웃 / 없음 − 1 (−3%보다 작지 않음)",
-    "test accuracy: evaluation mode minus dropout left on": "테스트 정확도: 평가 모드 − 드롭아웃을 켜 둔 채",
-    "fraction of predictions that change between two passes with dropout on":
-        "드롭아웃을 켠 채 두 번 예측했을 때 바뀌는 예측의 비율",
-    "max |mean| of normalized features (before scale/shift), trained BN models":
-        "정규화된 특성의 최대 |평균| (스케일·시프트 전, 학습된 BN 모델)",
-    "max |std - sqrt(var/(var+eps))| of normalized features (std 1 up to BN's eps)":
-        "정규화된 특성의 최대 |std − sqrt(var/(var+eps))| (BN의 eps를 빼면 표준편차 1)",
-    "std of a sample's class probabilities across companion batches: BN model minus no-BN model":
-        "함께 묶인 배치를 바꿀 때 한 샘플의 클래스 확률 표준편차: BN 모델 − BN 없는 모델",
-    "test accuracy effect of BN (BN minus none) at batch {small} minus at batch {ref}":
-        "배치 정규화의 테스트 정확도 효과(BN − 없음): 배치 {small}에서의 값 − 배치 {ref}에서의 값",
-    "test accuracy: BN minus dropout": "테스트 정확도: 배치 정규화 − 드롭아웃",
-    "test accuracy: BN before minus BN after (not below -0.5 points)":
-        "테스트 정확도: 활성화 앞 BN − 뒤 BN (−0.5%p보다 작지 않음)",
-    "gap: noise minus none": "격차: 잡음 − 없음",
     # --- report: header and protocol
     "sandbag study: {name}": "sandbag 실험: {name}",
     "**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts as a smoke test, not as "
@@ -229,6 +173,13 @@ KO: dict[str, str] = {
     "claims read, from each run's probes.json), verdicts.json, figures/, runs/.":
         "results.csv(학습마다 한 줄), aggregate.csv(조건별 평균·표준편차·n), analysis.json(주장이 읽는 측정값, 각 "
         "학습의 probes.json에서), verdicts.json(영어), figures/, runs/.",
+    " (exploratory)": " (탐색적)",
+    "Design {now}; preregistered as {first} when the study first ran ({at}).":
+        "설계 {now}; 실험을 처음 실행할 때({at}) {first}(으)로 사전 등록됨.",
+    "**Claims {which} were added or changed after the study first ran: they are exploratory, adjusted for multiple "
+    "comparisons in a family of their own, not with the preregistered claims.**":
+        "**주장 {which}은(는) 실험을 처음 실행한 뒤에 추가되거나 바뀌었습니다: 탐색적 주장이므로 사전 등록된 주장과 "
+        "따로, 그들끼리 다중 비교를 보정합니다.**",
     # --- the terminal's claims table
     "claims ({where})": "주장 ({where})",
     "{data}: {decided} of {total} claims decided": "{data}: 주장 {total}개 중 {decided}개 결론남",

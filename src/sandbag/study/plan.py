@@ -1,23 +1,18 @@
-"""The study design as data: the arms table, the runs it expands into, and the choice of strengths.
+"""The study design: the arm tables expanded into arms, the runs they make, and the choice of strengths.
 
-`ARMS` is the one place that says what a study runs. Each `Arm` names its group and arm, its technique, its spec
-templates (``{l2}`` is the strength chosen for l2 on validation data, ``{value}`` a sweep strength), how many seeds
-it runs, which run settings it changes and when it applies. `runs_of` expands the table for a `StudyConfig` and a
-data set into `Run`s; `planned_arms` gives the expanded arms as plain dicts (written into study.json, read by the
-claims and the report, which therefore never hard-code an arm). The technique list comes from
-`sandbag.regularizers`: a technique added there gets a sweep and a headline arm here without another edit.
+Arms are data: the [[arms]] tables of lecture.toml (with ``lecture = true``) and of the study file
+(`sandbag.study.schema.study_tables`; what a table may hold is in lecture.toml's header). `planned_arms` expands
+them for a `StudyConfig`: each ``for_each`` table once per technique or batch size, ``{tech}`` and ``{b}`` filled
+in. The validation sweep is not a table: it runs for every technique an arm leaves to it (a spec such as
+``dropout={dropout}``), each strength of the technique's grid on ``sweep_seeds`` seeds, plus one arm without any
+technique; `choose_strengths` then picks each technique's strength by validation accuracy, and the arms that wait
+for it (`dependent`) run. `runs_of` turns arms into `Run`s, whose folders are named by their config hash, so a
+rerun reuses what is done.
 
-    group     arm                 technique  specs              seeds        changes
-    sweep     none                none       -                  sweep_seeds  val_fraction, sweep_epochs
-    sweep     {t}={value}         t          {t}={value}        sweep_seeds  per strength of [sweep].t
-    headline  none                none       -                  seeds
-    headline  {t} (tunable)       t          {t}={t}            seeds
-    headline  bn                  bn         bn                 seeds
-    extra     l2-bias             l2         l2={l2}:bias       extra_seeds
-    extra     l1-prox             l1         l1={l1}:prox       extra_seeds
-    extra     bn-post             bn         bn:post            extra_seeds
-    extra     bn-sync             bn         bn:sync            extra_seeds  only when nproc > 1
-    batch     none-b{b}, bn-b{b}  none, bn   -, bn              batch_seeds  per batch size b != batch_size
+    group     arm               seeds         changes
+    sweep     none              sweep_seeds   val_fraction (unless val_size), epochs = sweep_epochs
+    sweep     {t}={value}       sweep_seeds   per strength of the grid of t, for each t an arm leaves to the sweep
+    (tables)  name              seeds, ...    the table's specs and overrides
 """
 
 from __future__ import annotations
@@ -25,170 +20,231 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..regularizers import TECHNIQUES, tunable
+from ..errors import ConfigError
+from ..regularizers import ALIASES, TECHNIQUES, tunable
 from ..runs import RunConfig
+from . import schema
+from .claims import Claim
+from .layout import slug
 
-if TYPE_CHECKING:
-    from .config import StudyConfig
-
-GROUPS = ("sweep", "headline", "extra", "batch")
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One row of the study design (see the module docstring)."""
-
-    group: str
-    name: str  # may hold {b} (per batch size) or {value} (per sweep strength)
-    technique: str  # "none" or a key of regularizers.TECHNIQUES
-    specs: tuple[str, ...] = ()  # spec templates: {<technique>} = chosen strength, {value} = sweep strength
-    seeds: str = "seeds"  # the StudyConfig field with its seed count: seeds | extra_seeds | sweep_seeds | batch_seeds
-    overrides: tuple[tuple[str, str], ...] = ()  # (RunConfig field, StudyConfig field or "{b}"); None: keep
-    per: str = ""  # "" | "batch_size" (each batch size but the reference one) | "strength" (each sweep value)
-    min_nproc: int = 1  # the arm runs only when the study's nproc is at least this
-    figures: tuple[str, ...] = ()  # figures that show the arm beyond the per-group ones ("weights")
-
-    @property
-    def dependent(self) -> bool:
-        """Needs the strengths chosen on validation data (a placeholder other than {value} or {b})."""
-        return any(name not in ("value", "b") for name in self.placeholders)
-
-    @property
-    def placeholders(self) -> set[str]:
-        return {f for spec in self.specs for _, f, _, _ in string.Formatter().parse(spec) if f}
-
-
-_SWEEP = (("val_fraction", "val_fraction"), ("epochs", "sweep_epochs"))
-_BATCH = (("batch_size", "{b}"), ("epochs", "batch_epochs"))
-
-ARMS: tuple[Arm, ...] = (
-    Arm("sweep", "none", "none", seeds="sweep_seeds", overrides=_SWEEP),
-    *(Arm("sweep", f"{t}={{value}}", t, (f"{t}={{value}}",), "sweep_seeds", _SWEEP, per="strength")
-      for t in tunable()),
-    Arm("headline", "none", "none", figures=("weights",)),
-    *(Arm("headline", t, t, (f"{t}={{{t}}}",), figures=("weights",) if t in ("l2", "l1") else ())
-      for t in tunable()),
-    *(Arm("headline", t, t, (t,)) for t, tech in TECHNIQUES.items() if not tech.has_strength),
-    Arm("extra", "l2-bias", "l2", ("l2={l2}:bias",), "extra_seeds"),
-    Arm("extra", "l1-prox", "l1", ("l1={l1}:prox",), "extra_seeds", figures=("weights",)),
-    Arm("extra", "bn-post", "bn", ("bn:post",), "extra_seeds"),
-    Arm("extra", "bn-sync", "bn", ("bn:sync",), "extra_seeds", min_nproc=2),  # local vs global-batch statistics
-    Arm("batch", "none-b{b}", "none", (), "batch_seeds", _BATCH, per="batch_size"),
-    Arm("batch", "bn-b{b}", "bn", ("bn",), "batch_seeds", _BATCH, per="batch_size"),
-)
+ARM_KEYS = ("name", "specs", "group", "seeds", "for_each", "base", "min_nproc", "batch_size", "epochs", "train_size",
+            "lr")
+OVERRIDES = {"batch_size": int, "epochs": int, "train_size": int, "lr": float}  # RunConfig fields an arm may set
+SEED_SETTINGS = ("seeds", "extra_seeds", "batch_seeds", "sweep_seeds")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]*")
 
 
 @dataclass(frozen=True, eq=False)  # identity-hashed: a Run is a key of the scheduler's result table
 class Run:
     data: str
-    group: str  # sweep | headline | extra | batch
+    group: str  # sweep, headline, extra, batch, or a study file's own group
     arm: str  # e.g. none, l2, dropout, bn-post, l2=0.001, bn-b4
-    technique: str  # none, l2, l1, noise, dropout, bn
+    technique: str  # none, l2, l1, noise, dropout, bn, or several joined by +
     seed: int
     config: RunConfig = field(repr=False)
 
     def folder(self, study_dir: Path) -> Path:
         """runs/<data>/<group>-<arm>-s<seed>-<config key>: the name existing study folders use."""
-        slug = slugify(self.data)
-        arm = re.sub(r"[^A-Za-z0-9.=-]+", "_", self.arm)
-        return Path(study_dir) / "runs" / slug / f"{self.group}-{arm}-s{self.seed}-{self.config.key()}"
+        arm = re.sub(r"[^A-Za-z0-9.=-]+", "_", self.arm)  # not slug(): an arm name keeps its edges, as ever
+        return Path(study_dir) / "runs" / slug(self.data) / f"{self.group}-{arm}-s{self.seed}-{self.config.key()}"
 
 
-def slugify(data: str) -> str:
-    """A data set name as a folder name (also the report's figures/<data>/ folder)."""
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", data).strip("_")
+@dataclass(frozen=True)
+class Design:
+    """A study's arms (expanded, as study.json records them) and claims, made once from its config."""
+
+    arms: list[dict]
+    claims: list[Claim]
+
+    @property
+    def swept(self) -> list[str]:
+        """The techniques the validation sweep tunes, in registry order."""
+        techniques = {a["technique"] for a in self.arms if a["group"] == "sweep"}
+        return [t for t in tunable() if t in techniques]
 
 
-def _seed_count(cfg: StudyConfig, arm: Arm) -> int:
-    return getattr(cfg, arm.seeds) or cfg.extra_seeds  # batch_seeds None: as many as the other sub-experiments
+def make_design(cfg) -> Design:
+    """The arms and claims of a `StudyConfig` (a claim or arm that does not fit raises `ConfigError`)."""
+    arm_tables, claim_tables = schema.study_tables(cfg.lecture, cfg.arms, cfg.claims)
+    arms = planned_arms(cfg, arm_tables)
+    claims = schema.parse_claims(claim_tables, arms, cfg.to_dict(), list(TECHNIQUES))
+    return Design(arms, claims)
 
 
-def _instances(cfg: StudyConfig, arm: Arm, data: str | None = None) -> list[dict]:
-    """The arm expanded over what it runs per (batch sizes, sweep strengths): name, specs, overrides."""
-    if cfg.nproc < arm.min_nproc:
+def technique_of(specs: Iterable[str]) -> str:
+    """The technique(s) an arm's specs use: none, one name, or several joined by + (aliases such as keep resolved)."""
+    names = []
+    for spec in specs:
+        name = spec.split(":")[0].split("=")[0].strip().lower()
+        names.append(ALIASES[name][0] if name in ALIASES else name)
+    return "+".join(names) or "none"
+
+
+def placeholders(specs: Iterable[str]) -> set[str]:
+    return {f for spec in specs for _, f, _, _ in string.Formatter().parse(spec) if f}
+
+
+def _setting(cfg, value, where: str, b: int | None = None):
+    """A table value: a number as it is, "{b}" the batch size, "{name}" the study setting `name`."""
+    if not isinstance(value, str):
+        return value
+    name = value.strip("{}")
+    if value != f"{{{name}}}":
+        raise ConfigError(f"{where}: expected a number or '{{a study setting}}', got {value!r}")
+    if name == "b":
+        if b is None:
+            raise ConfigError(f"{where}: {{b}} is the batch size of a for_each = 'batch_size' arm")
+        return b
+    if not hasattr(cfg, name) or name in ("arms", "claims"):
+        raise ConfigError(f"{where}: unknown study setting {value!r}")
+    return getattr(cfg, name)
+
+
+def _seed_count(cfg, value, where: str) -> int:
+    if isinstance(value, str) and value.strip("{}") not in SEED_SETTINGS:
+        raise ConfigError(f"{where}: seeds must be a number or one of "
+                          f"{', '.join('{' + s + '}' for s in SEED_SETTINGS)}, got {value!r}")
+    count = _setting(cfg, value, where) or cfg.extra_seeds  # batch_seeds None: as many as the other sub-experiments
+    if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+        raise ConfigError(f"{where}: seeds must be a whole number >= 2 (for a confidence interval), got {count!r}")
+    return count
+
+
+def _expand(cfg, table: dict, number: int) -> list[dict]:
+    """One [[arms]] table as the arms it makes (none when the study's nproc is below its min_nproc)."""
+    where = f"arm {table.get('name', number)!r}" if isinstance(table, dict) else f"arm {number}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    for key in table:
+        if key not in ARM_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{schema.near(key, ARM_KEYS)}")
+    name, specs, group = table.get("name"), table.get("specs", []), table.get("group", "headline")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: needs a name (a string; claims name the arm by it)")
+    if not (isinstance(specs, list) and all(isinstance(s, str) for s in specs)):
+        raise ConfigError(f"{where}: specs must be a list of technique specs such as ['dropout=0.5'], got {specs!r}")
+    if not isinstance(group, str) or not NAME.fullmatch(group) or group == "sweep":
+        raise ConfigError(f"{where}: group must be a simple name other than 'sweep', got {group!r}")
+    min_nproc = table.get("min_nproc", 1)
+    if not isinstance(min_nproc, int) or isinstance(min_nproc, bool) or min_nproc < 1:
+        raise ConfigError(f"{where}: min_nproc must be a whole number >= 1, got {min_nproc!r}")
+    if cfg.nproc < min_nproc:
         return []
-    if arm.per == "batch_size":
-        values = [{"b": b} for b in cfg.batch_sizes if b != cfg.batch_size]
-    elif arm.per == "strength":
-        values = [{"value": v} for v in cfg.sweep.get(arm.technique, [])]
+    for_each = table.get("for_each")
+    if for_each == "technique":
+        rounds = [{"tech": t} for t in TECHNIQUES]
+    elif for_each == "batch_size":
+        rounds = [{"b": b} for b in cfg.batch_sizes if b != cfg.batch_size]
+    elif for_each is None:
+        rounds = [{}]
     else:
-        values = [{}]
-    out = []
-    for v in values:
-        overrides = {}
-        for run_field, source in arm.overrides:
-            if run_field == "val_fraction" and (cfg.split(data) if data else {"val_size": cfg.val_size})["val_size"]:
-                continue  # every run holds out the same val_size images; the sweep validates on them
-            value = v["b"] if source == "{b}" else getattr(cfg, source)
+        raise ConfigError(f"{where}: for_each must be 'technique' or 'batch_size', got {for_each!r}")
+    return [_arm(cfg, table, where, name, specs, group, **r) for r in rounds]
+
+
+def _arm(cfg, table: dict, where: str, name: str, specs: list[str], group: str, tech: str | None = None,
+         b: int | None = None) -> dict:
+    if tech is not None:
+        strength = f"{tech}={{{tech}}}" if TECHNIQUES[tech].has_strength else tech
+        specs = [strength if s == "{tech}" else s.replace("{tech}", tech) for s in specs]
+        name = name.replace("{tech}", tech)
+    if b is not None:
+        name = name.replace("{b}", str(b))
+    if not NAME.fullmatch(name) or "{" in name:
+        raise ConfigError(f"{where}: name {name!r} must be letters, digits and . _ = + - (no spaces, no @)")
+    unknown = sorted(placeholders(specs) - set(tunable()))
+    if unknown:
+        raise ConfigError(f"{where}: unknown placeholder {{{unknown[0]}}} in its specs; a placeholder is a technique "
+                          f"with a strength, standing for the strength the sweep chose: {', '.join(tunable())}")
+    overrides = {}
+    for key, kind in OVERRIDES.items():
+        if key in table:
+            value = _setting(cfg, table[key], f"{where}: {key}", b)
+            if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)):
+                raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
             if value is not None:
-                overrides[run_field] = value
-        name = arm.name.format(b=v.get("b"), value=f"{v['value']:g}" if "value" in v else None)
-        out.append({"name": name, "values": v, "overrides": overrides})
+                overrides[key] = kind(value)
+    return {"group": group, "arm": name, "technique": technique_of(specs), "specs": specs,
+            "seeds": _seed_count(cfg, table.get("seeds", "{seeds}"), where),
+            "batch_size": overrides.get("batch_size", cfg.batch_size), "epochs": overrides.get("epochs", cfg.epochs),
+            "dependent": bool(placeholders(specs)), "base": table.get("base", name) if b is not None else name,
+            "overrides": overrides}
+
+
+def _sweep(cfg, swept: list[str]) -> list[dict]:
+    """The validation sweep's arms for the techniques in `swept`: none, then each strength of each grid."""
+    if not swept:
+        return []
+    common = {"group": "sweep", "seeds": cfg.sweep_seeds, "batch_size": cfg.batch_size, "epochs": cfg.sweep_epochs,
+              "dependent": False, "overrides": {"epochs": cfg.sweep_epochs}}
+    out = [{**common, "arm": "none", "technique": "none", "specs": [], "base": "none"}]
+    for t in swept:
+        for value in cfg.grid(t):
+            name = f"{t}={value:g}"
+            out.append({**common, "arm": name, "technique": t, "specs": [f"{t}={value!r}"], "base": name})
     return out
 
 
-def planned_arms(cfg: StudyConfig) -> list[dict]:
-    """The arms this study runs, expanded (one per batch size / sweep strength): group, arm, technique, spec
-    templates, seed count, batch size, epochs, and `base` (the arm name without its batch-size suffix)."""
-    out = []
-    for arm in ARMS:
-        for inst in _instances(cfg, arm):
-            specs = [s.replace("{value}", repr(inst["values"]["value"])) if "value" in inst["values"] else s
-                     for s in arm.specs]
-            out.append({
-                "group": arm.group, "arm": inst["name"], "technique": arm.technique, "specs": specs,
-                "seeds": _seed_count(cfg, arm), "batch_size": inst["overrides"].get("batch_size", cfg.batch_size),
-                "epochs": inst["overrides"].get("epochs", cfg.epochs), "dependent": arm.dependent,
-                "base": arm.name.replace("-b{b}", "") if arm.per == "batch_size" else inst["name"],
-                "figures": list(arm.figures),
-            })
-    return out
+def planned_arms(cfg, tables: list[dict] | None = None) -> list[dict]:
+    """The arms a study runs, expanded: the sweep first, then every table's arms in order. Each is a dict: group,
+    arm, technique, spec templates, seed count, batch size, epochs, dependent (waits for chosen strengths), base
+    (the arm a batch-size arm varies) and the RunConfig overrides."""
+    if tables is None:
+        tables = schema.study_tables(cfg.lecture, cfg.arms, cfg.claims)[0]
+    arms = [arm for number, table in enumerate(tables, 1) for arm in _expand(cfg, table, number)]
+    seen: dict[str, dict] = {}
+    for arm in arms:
+        if arm["arm"] in seen:
+            raise ConfigError(f"arm {arm['arm']!r} is declared twice (the lecture's arms are included unless "
+                              "lecture = false; give yours other names)")
+        seen[arm["arm"]] = arm
+    wanted = set().union(*(placeholders(a["specs"]) for a in arms)) if arms else set()
+    return _sweep(cfg, [t for t in tunable() if t in wanted]) + arms
 
 
-def design(cfg: StudyConfig) -> dict:
-    """What study.json records about the design: the technique lists and the expanded arms."""
-    return {"techniques": list(TECHNIQUES), "tunable": tunable(), "arms": planned_arms(cfg),
-            "arms_table": [asdict(a) for a in ARMS]}
+def _overrides(cfg, arm: dict, data: str) -> dict:
+    out = dict(arm["overrides"])
+    if arm["group"] == "sweep" and not cfg.split(data)["val_size"]:
+        out["val_fraction"] = cfg.val_fraction  # else every run holds out the same val_size images; the sweep
+    return out                                  # validates on them
 
 
-def _runs(cfg: StudyConfig, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
+def _runs(cfg, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
     runs = []
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                 optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every, track_size=cfg.track_size,
                 **cfg.split(data))
-    for arm in ARMS:
-        if arm.dependent != dependent:
+    for arm in cfg.design.arms:
+        if arm["dependent"] != dependent:
             continue
-        for inst in _instances(cfg, arm, data):
-            fill = {**(chosen or {}), **inst["values"]}
-            regs = [spec.format(**{k: v for k, v in fill.items()}) for spec in arm.specs]
-            for seed in range(_seed_count(cfg, arm)):
-                config = RunConfig(**{**base, "regs": regs, "seed": seed, **inst["overrides"]})
-                runs.append(Run(data, arm.group, inst["name"], arm.technique, seed, config))
+        regs = [spec.format(**(chosen or {})) for spec in arm["specs"]]
+        for seed in range(arm["seeds"]):
+            config = RunConfig(**{**base, "regs": regs, "seed": seed, **_overrides(cfg, arm, data)})
+            runs.append(Run(data, arm["group"], arm["arm"], arm["technique"], seed, config))
     return runs
 
 
-def independent_runs(cfg: StudyConfig, data: str) -> list[Run]:
+def independent_runs(cfg, data: str) -> list[Run]:
     """Runs that need no chosen strength, the validation sweep first (the scheduler queues them in this order)."""
     return _runs(cfg, data, dependent=False, chosen=None)
 
 
-def dependent_runs(cfg: StudyConfig, data: str, chosen: dict[str, float]) -> list[Run]:
+def dependent_runs(cfg, data: str, chosen: dict[str, float]) -> list[Run]:
     """Runs at the strengths chosen on validation data."""
     return _runs(cfg, data, dependent=True, chosen=chosen)
 
 
-def runs_of(cfg: StudyConfig, data: str, chosen: dict[str, float]) -> list[Run]:
+def runs_of(cfg, data: str, chosen: dict[str, float]) -> list[Run]:
     return independent_runs(cfg, data) + dependent_runs(cfg, data, chosen)
 
 
-def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float]) -> tuple[dict[str, float], list[str]]:
-    """Per technique, the strength with the best validation accuracy, averaged over the sweep's seeds (ties: lower
-    mean validation loss). Only finished runs count.
+def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float],
+                     swept: Iterable[str]) -> tuple[dict[str, float], list[str]]:
+    """Per technique of `swept`, the strength with the best validation accuracy, averaged over the sweep's seeds
+    (ties: lower mean validation loss). Only finished runs count.
 
     A technique whose every validation run diverged falls back to its textbook strength; those are returned too,
     so the report can say so."""
@@ -201,6 +257,7 @@ def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float]) -> 
         score = (sum(a for a, _ in values) / len(values), -sum(loss for _, loss in values) / len(values))
         if tech not in best or score > best[tech][0]:
             best[tech] = (score, strength)
-    fell_back = [t for t in tunable() if t not in best]
-    chosen = {tech: best[tech][1] if tech in best else fallback[tech] for tech in tunable()}
+    swept = list(swept)
+    fell_back = [t for t in swept if t not in best]
+    chosen = {tech: best[tech][1] if tech in best else fallback[tech] for tech in swept}
     return chosen, fell_back

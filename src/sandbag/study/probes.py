@@ -36,8 +36,8 @@ from .. import analysis, files
 from ..models import is_factory
 from ..regularizers import find
 from ..runs import RunConfig, load_checkpoint, read_summary
+from .layout import PROBES
 
-PROBES = "probes.json"
 FORMAT = "sandbag-probes/1"
 PROBE_SAMPLES = 1000  # x_test[:1000]
 DROPOUT_PASSES = 5

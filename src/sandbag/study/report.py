@@ -13,19 +13,21 @@ import html
 import json
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import files
-from . import claims, figures
+from . import claims, figures, layout, schema, stats
+from .claims import Claim
 from .i18n import TIMING_METHOD, translator
+from .layout import PROBES, TIMING, slug
 from .results import read_metrics, read_results
 
 VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negligible": "NEGLIGIBLE",
                 "inconclusive": "inconclusive", "mixed": "mixed"}
-PROBES = "probes.json"  # written into each run folder by sandbag.study.probes
-TIMING = "timing.json"  # written into the study folder by sandbag.study.timing
 
 
 def build_report(study_dir: Path | str, lang: str = "en") -> Path:
@@ -34,18 +36,21 @@ def build_report(study_dir: Path | str, lang: str = "en") -> Path:
     verdicts.json are the same in every language (English texts), for tools that read them."""
     study_dir = Path(study_dir)
     t = translator(lang)
-    meta = json.loads((study_dir / "study.json").read_text())
+    meta = json.loads((study_dir / layout.STUDY).read_text())
     cfg = meta["config"]
     rows = attach_probes(study_dir, read_results(study_dir))
     arms = study_arms(meta, rows)
+    found = study_claims(meta, arms)
     colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
     with figures.language(lang):
-        figure_paths = {data: _figures(study_dir, cfg, meta, rows, arms, data, colors, lang) for data in cfg["data"]}
-    files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg, rows, arms)))
+        figure_paths = {data: draw_figures(Inputs(study_dir, cfg, meta, rows, arms, data, colors, lang))
+                        for data in cfg["data"]}
+    files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg["data"], rows, found)))
     timing = _read_timing(study_dir)
-    verdicts = claims.evaluate_claims(cfg, rows, arms, timing=timing["rows"] if timing else None)
-    files.write_json(study_dir / "verdicts.json", jsonable(verdicts))
-    shown = claims.localize(verdicts, cfg, arms, lang)
+    verdicts = claims.evaluate_claims(cfg["data"], rows, found, timing=timing["rows"] if timing else None,
+                                      exploratory=schema.exploratory(meta.get("preregistered"), found))
+    files.write_json(study_dir / layout.VERDICTS, jsonable(verdicts))
+    shown = claims.localize(verdicts, found, lang)
     blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t)
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
@@ -57,15 +62,15 @@ def localized_verdicts(study_dir: Path, lang: str = "en"):
     the lowercase verdict words of verdicts.json."""
     study_dir = Path(study_dir)
     t = translator(lang)
-    verdicts = files.read_json(study_dir / "verdicts.json")
+    verdicts = files.read_json(study_dir / layout.VERDICTS)
     if lang == "en":
         def cell(result):
-            mixed = result["verdict"] == claims.MIXED and result.get("decided")
+            mixed = result["verdict"] == stats.MIXED and result.get("decided")
             return f"{result['verdict']} (decided)" if mixed else result["verdict"]
         return verdicts, t, cell
-    meta = files.read_json(study_dir / "study.json")
-    arms = study_arms(meta, read_results(study_dir))
-    return claims.localize(verdicts, meta["config"], arms, lang), t, lambda result: _claim_cell(result, t)
+    meta = files.read_json(study_dir / layout.STUDY)
+    found = study_claims(meta, study_arms(meta, read_results(study_dir)))
+    return claims.localize(verdicts, found, lang), t, lambda result: _claim_cell(result, t)
 
 
 def _read_timing(study_dir: Path) -> dict | None:
@@ -76,7 +81,28 @@ def _read_timing(study_dir: Path) -> dict | None:
 def study_arms(meta: dict, rows: list[dict]) -> list[dict]:
     """The arms the study ran, as run_study recorded them in study.json; for an older study.json without them,
     the arms found in results.csv."""
-    return meta.get("arms") or claims.arms_from_rows(rows, meta["config"])
+    return meta.get("arms") or arms_from_rows(rows, meta["config"])
+
+
+def study_claims(meta: dict, arms: list[dict]) -> list[Claim]:
+    """The claims the study tests, as run_study recorded them in study.json; for a study.json written before
+    claims were data, the lecture's claims resolved against its arms (as the code of the time built them)."""
+    if meta.get("claims") is not None:
+        return [Claim.from_dict(c) for c in meta["claims"]]
+    return schema.parse_claims(schema.lecture()["claims"], arms, meta["config"], meta.get("techniques", []))
+
+
+def arms_from_rows(rows: list[dict], cfg: dict) -> list[dict]:
+    """The arms found in a results table: the fallback for a study.json written before it recorded its arms."""
+    seen: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        key = (r["group"], r["arm"])
+        if key not in seen:
+            base = r["arm"].rsplit("-b", 1)[0] if r["group"] == "batch" else r["arm"]
+            seen[key] = {"group": r["group"], "arm": r["arm"], "technique": r["technique"],
+                         "batch_size": r.get("batch_size") or cfg["batch_size"], "base": base}
+    order = {g: i for i, g in enumerate(("sweep", "headline", "extra", "batch"))}
+    return sorted(seen.values(), key=lambda a: order.get(a["group"], len(order)))
 
 
 def attach_probes(study_dir: Path, rows: list[dict]) -> list[dict]:
@@ -100,48 +126,109 @@ def _probed(runs: list[dict]) -> list[dict]:
     return [r["probes"] for r in runs if r.get("probes")]
 
 
+def _uses(arm: dict, technique: str) -> bool:
+    return technique in arm["technique"].split("+")
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Figures
+# Figures: one registry of what each figure draws and from which arms
 
 
-def _figures(study_dir, cfg, meta, rows, arms, data, colors, lang) -> dict[str, Path]:
-    fig_dir = study_dir / "figures" / slug(data)
-    files.make_dir(fig_dir)
-    figures.penalty_figure(fig_dir / "penalty.png", lang=lang)
-    paths = {"penalty.png": fig_dir / "penalty.png"}
-    paths["learning_curves.png"] = figures.learning_curves(fig_dir / "learning_curves.png",
-                                                           _curves(study_dir, rows, arms, data), colors, lang)
+@dataclass(frozen=True)
+class Inputs:
+    """What a figure is drawn from: one data set's rows and arms of the study."""
+
+    study_dir: Path
+    cfg: dict
+    meta: dict
+    rows: list[dict]
+    arms: list[dict]
+    data: str
+    colors: dict
+    lang: str
+
+    def runs(self, arm: dict) -> list[dict]:
+        return _runs(self.rows, self.data, arm["group"], arm["arm"])
+
+    def first_probed(self, technique: str, field: str) -> tuple[dict | None, list[dict]]:
+        """The first arm (in the study's order, sweep left out) that uses `technique` and whose runs were probed
+        for `field`, and those probes."""
+        for arm in self.arms:
+            if arm["group"] != "sweep" and _uses(arm, technique):
+                probed = [p for p in _probed(self.runs(arm)) if field in p]
+                if probed:
+                    return arm, probed
+        return None, []
+
+
+def _penalty(x: Inputs, path: Path) -> Path:
+    figures.penalty_figure(path, lang=x.lang)  # returns the minima it drew
+    return path
+
+
+def _learning_curves(x: Inputs, path: Path) -> Path:
+    return figures.learning_curves(path, _curves(x.study_dir, x.rows, x.arms, x.data), x.colors, x.lang)
+
+
+def _weight_histograms(x: Inputs, path: Path) -> Path:
+    """Every arm (sweep and batch-size arms left out) that uses only weight penalties, or nothing."""
     weights = {}
-    for arm in arms:
-        probed = _probed(_runs(rows, data, arm["group"], arm["arm"]))
-        if "weights" in arm.get("figures", ()) and probed:
+    for arm in x.arms:
+        plain = set(arm["technique"].split("+")) <= {"none", "l2", "l1"}
+        probed = _probed(x.runs(arm))
+        if arm["group"] not in ("sweep", "batch") and plain and probed:
             weights[arm["arm"]] = probed[0]["weights"]
-    paths["weight_histograms.png"] = figures.weight_histograms(fig_dir / "weight_histograms.png", weights,
-                                                               colors=colors, lang=lang)
-    dropout = [p for p in _probed(_runs(rows, data, "headline", "dropout")) if "dropout_eval_acc" in p]
+    return figures.weight_histograms(path, weights, colors=x.colors, lang=x.lang)
+
+
+def _dropout(x: Inputs, path: Path) -> Path:
+    arm, dropout = x.first_probed("dropout", "dropout_eval_acc")
     masks = np.array([[c == "1" for c in row] for row in dropout[0]["dropout_masks"]]) if dropout else None
-    paths["dropout.png"] = figures.dropout_figure(
-        fig_dir / "dropout.png", masks if masks is not None else np.zeros((1, 1), dtype=bool),
+    return figures.dropout_figure(
+        path, masks if masks is not None else np.zeros((1, 1), dtype=bool),
         [p["dropout_eval_acc"] for p in dropout], [p["dropout_on_acc"] for p in dropout],
-        color=figures.color_for("dropout", colors), lang=lang)
-    bn = [p for p in _probed(_runs(rows, data, "headline", "bn")) if "bn_example" in p]
+        color=figures.color_for(arm["arm"] if arm else "dropout", x.colors), lang=x.lang)
+
+
+def _bn(x: Inputs, path: Path) -> Path:
+    arm, bn = x.first_probed("bn", "bn_example")
     example = bn[0]["bn_example"] if bn else {"before": [], "after": [], "layer": "", "feature": 0}
-    suffix = translator(lang)(" ({layer}, feature {feature})", layer=example["layer"], feature=example["feature"])
-    paths["bn.png"] = figures.bn_figure(fig_dir / "bn.png", example["before"], example["after"],
-                                        title_suffix=suffix, color=figures.color_for("bn", colors), lang=lang)
-    paths["batch_size.png"] = figures.batch_size_figure(fig_dir / "batch_size.png",
-                                                        _batch_rows(cfg, rows, arms, data), colors, lang)
-    paths["headline.png"] = figures.headline_figure(fig_dir / "headline.png", _headline_rows(rows, arms, data),
-                                                    colors, lang)
-    sweeps, chosen = _sweeps(rows, data, meta.get("chosen", {}).get(data, {}))
-    paths["validation_curves.png"] = figures.validation_curves(fig_dir / "validation_curves.png", sweeps, chosen,
-                                                               colors, lang)
-    return {name: Path(path).relative_to(study_dir) for name, path in paths.items()}
+    suffix = translator(x.lang)(" ({layer}, feature {feature})", layer=example["layer"], feature=example["feature"])
+    return figures.bn_figure(path, example["before"], example["after"], title_suffix=suffix,
+                             color=figures.color_for(arm["arm"] if arm else "bn", x.colors), lang=x.lang)
 
 
-def slug(data: str) -> str:
-    """A data set's folder name under figures/ (as plan.slugify names it under runs/)."""
-    return re.sub(r"[^A-Za-z0-9.=-]+", "_", data).strip("_")
+def _batch_size(x: Inputs, path: Path) -> Path:
+    return figures.batch_size_figure(path, _batch_rows(x.cfg, x.rows, x.arms, x.data), x.colors, x.lang)
+
+
+def _headline(x: Inputs, path: Path) -> Path:
+    return figures.headline_figure(path, _headline_rows(x.rows, x.arms, x.data), x.colors, x.lang)
+
+
+def _validation_curves(x: Inputs, path: Path) -> Path:
+    sweeps, chosen = _sweeps(x.rows, x.data, x.meta.get("chosen", {}).get(x.data, {}))
+    return figures.validation_curves(path, sweeps, chosen, x.colors, x.lang)
+
+
+FIGURES: dict[str, Callable[[Inputs, Path], Path]] = {
+    "penalty": _penalty,                       # claim 4's problem: no runs
+    "learning_curves": _learning_curves,       # the headline arms, per epoch
+    "weight_histograms": _weight_histograms,   # arms with weight penalties only, and none
+    "dropout": _dropout,                       # the first arm with dropout
+    "bn": _bn,                                 # the first arm with batch norm
+    "batch_size": _batch_size,                 # none and bn at each batch size
+    "headline": _headline,                     # the headline arms
+    "validation_curves": _validation_curves,   # the sweep
+}
+assert tuple(sorted(FIGURES)) == tuple(sorted(layout.FIGURES)), "layout.FIGURES names the figures drawn here"
+
+
+def draw_figures(x: Inputs) -> dict[str, Path]:
+    """Every figure of `FIGURES` for one data set, into figures/<slug>/<id>.png: {id: path in the study folder}."""
+    fig_dir = x.study_dir / "figures" / slug(x.data)
+    files.make_dir(fig_dir)
+    return {fid: Path(draw(x, fig_dir / f"{fid}.png")).relative_to(x.study_dir) for fid, draw in FIGURES.items()}
 
 
 def _curves(study_dir: Path, rows, arms, data) -> dict:
@@ -167,7 +254,7 @@ def _curves(study_dir: Path, rows, arms, data) -> dict:
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (nan for n < 2): the verdict rule's own interval."""
-    result = claims.paired_verdict(values, "greater")
+    result = stats.paired_verdict(values, "greater")
     return result["mean"], (result["ci_high"] - result["mean"]) if result["n"] >= 2 else math.nan
 
 
@@ -189,8 +276,9 @@ def _batch_rows(cfg, rows, arms, data) -> list[dict]:
     for b in cfg["batch_sizes"]:
         for bn in (False, True):
             kind = "bn" if bn else "none"
-            group, arm = claims.batch_arm(arms, kind, b, cfg["batch_size"])
-            runs = [r for r in _runs(rows, data, group, arm) if r["seed"] in seeds]
+            arm = next((a for a in arms if a["group"] != "sweep" and a.get("base", a["arm"]) == kind
+                        and a["batch_size"] == b), None)
+            runs = [r for r in _runs(rows, data, arm["group"], arm["arm"]) if r["seed"] in seeds] if arm else []
             if runs:
                 acc, ci = mean_ci([r["test_acc"] for r in runs])
                 secs = sum(r["seconds_per_epoch"] for r in runs) / len(runs)
@@ -269,13 +357,13 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
     for data in cfg["data"]:
         blocks += _strength_section(meta, rows, data, figure_paths[data], t)
         blocks += _headline_section(rows, arms, data, figure_paths[data], t)
-    blocks += [("h2", t("Claims"))]
+    blocks += [("h2", t("Claims")), *_preregistration(meta, verdicts, t)]
     blocks.append(("table", ["#", t("claim"), *cfg["data"]],
-                   [[str(v["number"]), v["text"], *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
+                   [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
                     for v in verdicts]))
     blocks += _claims_summary(cfg, verdicts, t)
     for v in verdicts:
-        blocks.append(("h3", f"{v['number']}. {v['text']}"))
+        blocks.append(("h3", f"{v['number']}. {_claim_text(v, t)}"))
         for data in cfg["data"]:
             result = v["data"][data]
             blocks.append(("p", f"**{data}: {_claim_cell(result, t)}**"))
@@ -290,6 +378,25 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
                                            "analysis.json (the probed values the claims read, from each run's "
                                            "probes.json), verdicts.json, figures/, runs/."))]
     return blocks
+
+
+def _claim_text(v: dict, t) -> str:
+    return v["text"] + (t(" (exploratory)") if v.get("exploratory") else "")
+
+
+def _preregistration(meta: dict, verdicts: list[dict], t) -> list[tuple]:
+    """The design's hash now and when the study first ran, and which claims came or changed since (exploratory)."""
+    now, first = meta.get("design"), meta.get("preregistered")
+    if not now or not first:
+        return []
+    out = [("p", t("Design {now}; preregistered as {first} when the study first ran ({at}).", now=now["design"],
+                   first=first["design"], at=first.get("at", "?")))]
+    changed = [str(v["number"]) for v in verdicts if v.get("exploratory")]
+    if changed:
+        out.append(("p", t("**Claims {which} were added or changed after the study first ran: they are exploratory, "
+                           "adjusted for multiple comparisons in a family of their own, not with the preregistered "
+                           "claims.**", which=", ".join(changed))))
+    return out
 
 
 def _timing_method(timing: dict, t) -> str:
@@ -321,8 +428,9 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
     table, edges = [], []
-    tunable = meta.get("tunable") or list(cfg["sweep"])
-    for tech in tunable:
+    if not chosen:
+        return []  # nothing was swept: no arm leaves its strength to the validation data
+    for tech in chosen:
         runs = [r for r in rows if r["data"] == data and r["group"] == "sweep" and r["technique"] == tech
                 and r["status"] == "finished"]
         by_value: dict[float, list[float]] = {}
@@ -331,7 +439,7 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
         cells = []
         for value in sorted(by_value):
             accs = by_value[value]
-            error = figures.standard_error(accs)
+            error = stats.standard_error(accs)
             cells.append(f"{_g(value)}: {sum(accs) / len(accs):.4f}" + (f" ± {error:.4f}" if math.isfinite(error)
                                                                          else ""))
         book = cfg["textbook"].get(tech)
@@ -355,7 +463,7 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     if edges:
         blocks.append(("p", t("**At an edge of its grid: {edges}. A wider grid might choose another strength.**",
                               edges=", ".join(edges))))
-    return [*blocks, ("img", paths["validation_curves.png"], t("validation curves ({data})", data=data))]
+    return [*blocks, ("img", paths["validation_curves"], t("validation curves ({data})", data=data))]
 
 
 def _headline_section(rows, arms, data, paths, t) -> list[tuple]:
@@ -368,16 +476,15 @@ def _headline_section(rows, arms, data, paths, t) -> list[tuple]:
         cells = [arm, regs, str(len(runs))]
         for metric, digits in (("train_acc", 4), ("test_acc", 4), ("gap", 4), ("weight_l2", 2), ("frac_small", 3),
                                ("epochs_to_target", 2), ("seconds_per_epoch", 2)):
-            values = [r[metric] for r in runs if r.get(metric) is not None]
-            mean = sum(values) / len(values)
-            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            mean, sd = stats.mean_std(r.get(metric) for r in runs)
+            sd = sd if math.isfinite(sd) else 0.0
             cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
         body.append(cells)
     header = [t("arm"), t("spec"), "n", t("train acc"), t("test acc"), t("gap"), t("weight L2"), t("frac |w|<1e-3"),
               t("epochs to target"), t("s/epoch")]
     return [("h2", t("Headline ({data}): mean ± std over seeds", data=data)),
             ("table", header, body),
-            ("img", paths["headline.png"], t("headline ({data})", data=data))]
+            ("img", paths["headline"], t("headline ({data})", data=data))]
 
 
 def _part_row(p: dict, t) -> list[str]:
@@ -387,13 +494,13 @@ def _part_row(p: dict, t) -> list[str]:
                                            tolerance=_g(p["tolerance"])), "", "", mark, "", t("(deterministic check)")]
     ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
     smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
-    survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in claims.DECIDED else "—"
+    survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in stats.DECIDED else "—"
     return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives]
 
 
 def _claim_cell(result: dict, t) -> str:
     mark = t(VERDICT_MARK[result["verdict"]])
-    return t("{mark} (decided)", mark=mark) if result["verdict"] == claims.MIXED and result.get("decided") else mark
+    return t("{mark} (decided)", mark=mark) if result["verdict"] == stats.MIXED and result.get("decided") else mark
 
 
 def _test_text(cfg: dict, t) -> str:
@@ -418,13 +525,13 @@ def _power_lines(parts: list[dict], t) -> list[str]:
     lines = []
     for p in parts:
         power = p.get("power")
-        if p["verdict"] != claims.INCONCLUSIVE or not power or power.get("detectable") is None:
+        if p["verdict"] != stats.INCONCLUSIVE or not power or power.get("detectable") is None:
             continue
         needed = power.get("seeds_needed")
         more = (t("{n} seeds would detect the observed difference ({observed})", n=needed,
                   observed=_g(power["observed"])) if needed
                 else t("no number of seeds detects a difference of 0") if not power.get("observed")
-                else t("more than {n} seeds would be needed for the observed difference", n=claims.MAX_SEEDS))
+                else t("more than {n} seeds would be needed for the observed difference", n=stats.MAX_SEEDS))
         lines.append(t("Power ({label}): with n = {n} the smallest difference detected with 80% power is "
                        "{detectable}; {more}.", label=p["label"], n=p["n"], detectable=_g(power["detectable"]),
                        more=more))
@@ -446,7 +553,7 @@ def _claims_summary(cfg: dict, verdicts: list[dict], t) -> list[tuple]:
         open_claims = []
         for v in verdicts:
             needed = [p.get("power", {}).get("seeds_needed") for p in v["data"][data]["parts"]
-                      if p["verdict"] == claims.INCONCLUSIVE]
+                      if p["verdict"] == stats.INCONCLUSIVE]
             if needed:
                 known = [n for n in needed if n]
                 open_claims.append(f"{v['number']}" + (t(" (≈{n} seeds)", n=max(known)) if known else ""))

@@ -19,6 +19,10 @@ RESULT_COLUMNS = [
     "running_acc", "penalty", "weight_l2", "frac_small", "frac_zero", "epochs_to_target", "seconds_per_epoch",
     "total_seconds", "params", "trainable_params", "config_key", "run_dir",
 ]
+# The numeric columns a claim's part may compare (its `metric`), besides probe.<field> and timing.<quantity>
+METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss", "running_loss",
+           "running_acc", "penalty", "weight_l2", "frac_small", "frac_zero", "epochs_to_target", "seconds_per_epoch",
+           "total_seconds"]
 AGGREGATE_METRICS = ["train_acc", "val_acc", "test_acc", "gap", "test_loss", "weight_l2", "frac_small", "frac_zero",
                      "epochs_to_target", "seconds_per_epoch"]
 

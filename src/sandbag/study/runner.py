@@ -26,11 +26,12 @@ from pathlib import Path
 
 from .. import files
 from ..errors import ConfigError, OutputError
-from ..regularizers import tunable
+from ..regularizers import TECHNIQUES, tunable
 from ..runs import read_summary, versions
-from . import costs, plan, probes, timing
+from . import costs, probes, schema, timing
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, make_executor
+from .layout import STUDY
 from .plan import Run, choose_strengths, dependent_runs, independent_runs
 from .results import result_row, write_results
 
@@ -140,7 +141,7 @@ def run_study(
     workers, threads = workers or default_workers, threads or default_threads
     with StudyLock(study_dir):
         started = time.perf_counter()
-        meta = study_meta(cfg, command, workers, threads)
+        meta = study_meta(cfg, command, workers, threads, files.read_json(study_dir / STUDY))
         pool = make_executor(executor, workers=workers, threads=threads, address=address)
         if seeds_together is None:
             seeds_together = executor == "local" and seeds_together_default()
@@ -150,7 +151,7 @@ def run_study(
         rows, chosen = scheduler.run()
         timed = time.perf_counter()
         run_phase = timed - started
-        if cfg.timing_repeats and all(d in chosen for d in cfg.data):
+        if cfg.timing_repeats and timing.timed_arms(cfg.design.claims) and all(d in chosen for d in cfg.data):
             timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
         meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
                     timing_seconds=time.perf_counter() - timed, wall_seconds=time.perf_counter() - started,
@@ -160,8 +161,13 @@ def run_study(
     return rows
 
 
-def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int) -> dict:
-    """study.json before the runs: config, command, versions, hardware, and the design (techniques and arms)."""
+def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int, before: dict | None = None) -> dict:
+    """study.json before the runs: config, command, versions, hardware, and the design (techniques, arms, claims,
+    and its hashes). `before`: the folder's study.json from an earlier run, whose preregistration is kept: the
+    design as it was when the study first ran, against which the report marks claims changed since."""
+    claims = cfg.design.claims
+    seeds = {k: getattr(cfg, k) for k in ("seeds", "extra_seeds", "batch_seeds", "sweep_seeds")}
+    now = {**schema.preregistration(cfg.design.arms, claims, seeds), "at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     return {
         "config": cfg.to_dict(),
         "command": command or " ".join(["sandbag", *sys.argv[1:]]),
@@ -169,7 +175,9 @@ def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int
         "hardware": {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
                      "cpus": os.cpu_count(), "workers": workers, "threads_per_worker": threads},
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        **plan.design(cfg),
+        "techniques": list(TECHNIQUES), "tunable": tunable(), "arms": cfg.design.arms,
+        "claims": [c.to_dict() for c in claims],
+        "design": now, "preregistered": (before or {}).get("preregistered") or now,
     }
 
 
@@ -294,7 +302,7 @@ class Scheduler:
             if data in self.chosen or (data, "sweep") in busy:
                 continue
             sweep = [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
-            self.chosen[data], fell_back = choose_strengths(sweep, self.cfg.textbook)
+            self.chosen[data], fell_back = choose_strengths(sweep, self.cfg.textbook, self.cfg.design.swept)
             if fell_back:
                 self.fallbacks[data] = fell_back
             released += self.reuse(dependent_runs(self.cfg, data, self.chosen[data]))

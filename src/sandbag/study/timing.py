@@ -21,26 +21,24 @@ import torch
 from .. import files
 from ..runs import RunConfig
 from ..train import load_data, run_epoch, setup_run, train_one_epoch
-from . import claims, plan
+from . import plan
+from .claims import Claim
 from .i18n import TIMING_METHOD
+from .layout import TIMING
 
-TIMING = "timing.json"
 WARMUP_STEPS = 5
 MIN_SECONDS = 1.0  # each arm's measurement lasts at least this long (and at least two epochs)
 
 
-
-def timed_arms(cfg, arms: list[dict]) -> list[tuple[str, str]]:
-    """The (group, arm) pairs the timing claims compare, in a fixed order."""
-    return sorted({arm for claim in claims.claims(cfg.to_dict(), arms) for part in claim.parts
-                   if getattr(part, "timed", False) for arm in (part.a, part.b)})
+def timed_arms(claims: list[Claim]) -> list[tuple[str, str]]:
+    """The (group, arm) pairs the timed parts of `claims` compare, in a fixed order."""
+    return sorted({arm for claim in claims for part in claim.parts if part.timed for arm in part.arms()})
 
 
 def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, float]]) -> dict:
     """Time every arm of the timing claims `cfg.timing_repeats` times on each data set (at the strengths `chosen`
     per data set); write timing.json."""
-    arms = plan.planned_arms(cfg)
-    wanted = timed_arms(cfg, arms)
+    wanted = timed_arms(cfg.design.claims)
     configs = {(r.data, r.group, r.arm): r.config for d in cfg.data
                for r in plan.runs_of(cfg, d, chosen[d]) if r.seed == 0}
     previous = torch.get_num_threads()

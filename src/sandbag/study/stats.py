@@ -1,0 +1,184 @@
+"""The statistics behind every verdict: the paired rule, Holm's adjustment, power, one mean/std convention.
+
+The verdict rule: for a comparison of arm A with arm B on a metric, take the paired difference d_i = A_i - B_i over
+the seeds both arms ran (same seeds), its mean and a 95% confidence interval from Student's t with n - 1 degrees of
+freedom. A part is
+
+- **supported** if the interval lies on the claimed side of zero ("greater", "less"), above -margin ("noninferior",
+  at least as good up to a stated margin) or inside +-margin ("equivalent");
+- **contradicted** if it lies on the other side (for "equivalent": wholly outside +-margin);
+- **negligible** ("no practical difference") if neither, and the interval lies inside +-the comparison's smallest
+  effect of interest (the study's ``smallest_effect`` for its metric, e.g. 0.3 accuracy points);
+- **inconclusive** otherwise: a larger study could still move it; `power` says how much larger.
+
+Each verdict has the p-value of its own test (zero difference, the non-inferiority margin, or both equivalence
+bounds), two-sided so that p < 0.05 exactly when the interval decides; `holm` adjusts them over a family of parts.
+A claim's verdict is its parts' common verdict, or mixed (`combine`).
+
+Means and standard deviations shown anywhere (tables, figure bands) use `mean_std`: the sample std, ddof 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
+NEGLIGIBLE = "negligible"
+DECIDED = (SUPPORTED, CONTRADICTED, NEGLIGIBLE)
+ALPHA = 0.05  # two-sided: the 95% interval
+POWER = 0.8  # the power a study should have to detect an effect
+MAX_SEEDS = 10_000  # seeds_needed beyond this is reported as more
+
+
+def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0, smallest: float | None = None) -> dict:
+    """Mean, 95% t-interval, verdict and p-value for paired differences claimed to be > 0 ("greater"), < 0
+    ("less"), not below -margin ("noninferior") or within +-margin ("equivalent"); `smallest`: the smallest effect
+    of interest (negligible when the interval lies inside +-smallest and nothing else is decided). Inconclusive
+    results carry their `power`."""
+    values = [d for d in diffs if d is not None and math.isfinite(d)]
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan, "verdict": INCONCLUSIVE,
+                "p": math.nan}
+    from scipy import stats  # here, not at the top: scipy takes ~0.5 s to import, and `sandbag train` needs none
+
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    se = sd / math.sqrt(n) if n > 1 else math.inf
+    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * se if n > 1 else math.inf
+    low, high = mean - half, mean + half
+    null = -margin if direction == "noninferior" else 0.0
+    if direction == "equivalent":
+        verdict = (SUPPORTED if -margin < low and high < margin else
+                   CONTRADICTED if low > margin or high < -margin else INCONCLUSIVE)
+        p = _p_equivalence(mean, se, n, margin)
+        out = {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "p": p}
+        if verdict == INCONCLUSIVE:  # how many seeds would put the interval inside the bounds
+            out["power"] = power(n, sd, margin - abs(mean))
+        return out
+    if direction == "greater":
+        verdict = SUPPORTED if low > 0 else CONTRADICTED if high < 0 else INCONCLUSIVE
+    elif direction == "less":
+        verdict = SUPPORTED if high < 0 else CONTRADICTED if low > 0 else INCONCLUSIVE
+    elif direction == "noninferior":
+        verdict = SUPPORTED if low > -margin else CONTRADICTED if high < -margin else INCONCLUSIVE
+    else:
+        raise ValueError(f"unknown direction {direction!r}")
+    p = _p_two_sided(mean - null, se, n)
+    if verdict == INCONCLUSIVE and smallest and -smallest < low and high < smallest:
+        verdict = NEGLIGIBLE
+        p = _p_equivalence(mean, se, n, smallest)
+    out = {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "p": p}
+    if verdict == INCONCLUSIVE:
+        out["power"] = power(n, sd, mean - null)
+    return out
+
+
+def _p_two_sided(delta: float, se: float, n: int) -> float:
+    """p of H0: difference = 0 (delta = mean - null), two-sided t with n - 1 degrees of freedom."""
+    from scipy import stats
+
+    if n < 2:
+        return 1.0
+    if se == 0:
+        return 0.0 if delta != 0 else 1.0
+    return float(2 * stats.t.sf(abs(delta) / se, n - 1))
+
+
+def _p_equivalence(mean: float, se: float, n: int, bound: float) -> float:
+    """Two one-sided tests (mean > -bound and mean < +bound), doubled: p < 0.05 exactly when the 95% interval lies
+    inside +-bound."""
+    from scipy import stats
+
+    if se == 0:
+        return 0.0 if abs(mean) < bound else 1.0
+    one_sided = max(stats.t.sf((mean + bound) / se, n - 1), stats.t.sf((bound - mean) / se, n - 1))
+    return float(min(1.0, 2 * one_sided))
+
+
+def detection_power(n: int, sd: float, effect: float) -> float:
+    """Probability that n paired seeds with spread `sd` decide (95% interval excludes 0) for a true mean difference
+    `effect`: the noncentral t distribution."""
+    from scipy import stats
+
+    if n < 2 or not sd > 0:
+        return math.nan
+    df, crit = n - 1, stats.t.ppf(1 - ALPHA / 2, n - 1)
+    nc = effect / (sd / math.sqrt(n))
+    value = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    return value if math.isfinite(value) else 1.0  # scipy gives nan far out in the tail, where the power is 1
+
+
+def power(n: int, sd: float, observed: float) -> dict:
+    """For an inconclusive part: the smallest difference these n seeds detect with 80% power (`detectable`), and
+    the seeds that would detect the observed difference with 80% power (`seeds_needed`; None when it cannot be
+    said: fewer than 2 seeds, no spread, or no difference)."""
+    from scipy import optimize
+
+    if n < 2 or not sd > 0 or not math.isfinite(sd):
+        return {"detectable": None, "seeds_needed": None, "observed": observed}
+    high = sd
+    while detection_power(n, sd, high) < POWER:
+        high *= 2
+    detectable = optimize.brentq(lambda d: detection_power(n, sd, d) - POWER, 0.0, high, xtol=1e-12 * sd)
+    needed = None
+    if observed and math.isfinite(observed):
+        needed = next((m for m in _seed_counts() if detection_power(m, sd, abs(observed)) >= POWER), None)
+    return {"detectable": float(detectable), "seeds_needed": needed, "observed": observed}
+
+
+def _seed_counts():
+    m = 2
+    while m <= MAX_SEEDS:
+        yield m
+        m += 1 if m < 100 else max(1, m // 20)
+
+
+DIRECTIONS = ("greater", "less", "noninferior", "equivalent")
+NEEDS_MARGIN = ("noninferior", "equivalent")
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; nan for fewer than two values): the one convention of every
+    table and figure band."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return math.nan, math.nan
+    mean = sum(v) / len(v)
+    return mean, (math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else math.nan)
+
+
+def standard_error(values) -> float:
+    """The standard error of the mean (ddof 1; nan for fewer than two values)."""
+    v = [x for x in values if x is not None]
+    return mean_std(v)[1] / math.sqrt(len(v)) if len(v) > 1 else math.nan
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment: the i-th smallest p times (m - i + 1), made monotone, capped at 1 (nan stays
+    nan and does not count)."""
+    order = sorted((p, i) for i, p in enumerate(pvalues) if p is not None and math.isfinite(p))
+    m = len(order)
+    adjusted = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def combine(verdicts: list[str]) -> str:
+    """A claim's verdict from its parts': their common verdict, mixed when decided parts differ (or when parts
+    point both ways), else inconclusive."""
+    if verdicts and len(set(verdicts)) == 1:
+        return verdicts[0]
+    if (SUPPORTED in verdicts and CONTRADICTED in verdicts) or (verdicts and all(v in DECIDED for v in verdicts)):
+        return MIXED
+    return INCONCLUSIVE
+
+
+def check_verdict(values: list[float], tolerance: float) -> dict:
+    worst = max(values) if values else math.nan
+    verdict = INCONCLUSIVE if not values else SUPPORTED if worst < tolerance else CONTRADICTED
+    return {"n": len(values), "mean": worst, "ci_low": math.nan, "ci_high": math.nan, "verdict": verdict,
+            "tolerance": tolerance}
