@@ -4,8 +4,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from sandbag.study import penalty as C
 from sandbag.study import figures as F
+from sandbag.study import penalty as C
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
