@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_step_oracles import Quartic
 
 from sandbag import regularizers
 from sandbag.cli import main
@@ -262,23 +263,10 @@ def test_the_lecture_file_has_korean_for_every_claim_and_part_with_the_same_fiel
 # A sixth technique
 
 
-class _Quartic(regularizers.Technique):
-    """loss + beta * sum(w**4): a throwaway technique with a strength, its sweep grid and textbook value."""
+class _Quartic(Quartic):
+    """test_step_oracles' throwaway technique, with the two study defaults a technique with a strength declares."""
 
-    name, meaning, metavar, allowed, options = "quartic", "beta", "BETA", "a number >= 0", ()
-    acts_on_weights = True
     grid, textbook = (1e-4,), 1e-4
-
-    def valid(self, value):
-        return value >= 0
-
-    def in_loss(self, spec):
-        return True
-
-    def penalty(self, spec, weights, lead=0):
-        import torch
-
-        return spec.value * torch.stack([w.pow(4).sum() for w in weights]).sum()
 
 
 class _Inline(Executor):

@@ -87,7 +87,7 @@ def test_decoupled_decay_runs_before_the_step_not_after(fresh_seed):
     assert not torch.allclose(ours.dense.weight, theirs.dense.weight, rtol=1e-5, atol=1e-6)
 
 
-class _Quartic(Technique):
+class Quartic(Technique):
     """A throwaway sixth technique: loss + beta * sum(w**4), and a scaling layer at the input."""
 
     name, meaning, metavar, allowed, options = "quartic", "beta", "BETA", "a number >= 0", ()
@@ -112,7 +112,7 @@ class _Scale(nn.Module):
 
 
 def test_a_sixth_technique_is_one_registry_entry(monkeypatch, fresh_seed):
-    monkeypatch.setitem(regularizers.TECHNIQUES, "quartic", _Quartic())
+    monkeypatch.setitem(regularizers.TECHNIQUES, "quartic", Quartic())
     spec = parse_spec("quartic=0.01")
     assert "quartic" in tunable()
     torch.manual_seed(fresh_seed)

@@ -101,6 +101,14 @@ def _add_study_parser(sub) -> None:
                        f"(StudyConfig default {study_defaults['seeds']}); rerun on the same --out to add seeds")
     study.add_argument("--extra-seeds", type=int, help="seeds of the sub-experiments, overriding the preset's "
                        f"(StudyConfig default {study_defaults['extra_seeds']})")
+    study.add_argument("--replicate", type=int, metavar="R",
+                       help="run the same design again on seeds R*1000... and samples no other replicate uses, into "
+                       "its own folder (default: studies/<date>-<name>-r<R>); 0: the study itself (default)")
+    study.add_argument("--against", metavar="STUDY_DIR",
+                       help="show this study's verdicts beside another's, part by part (default for a replicate: "
+                       "the original beside its folder, when there is one)")
+    study.add_argument("--retime", action="store_true",
+                       help="measure the timing phase again (finished runs are reused) and rebuild the report")
     study.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel processes per run (adds a bn-sync arm next to bn; default: the preset's, "
                        f"StudyConfig default {study_defaults['nproc']})")
@@ -190,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild a study's report from its results, without training")
     report.add_argument("study_dir")
     report.add_argument("--lang", choices=i18n.LANGS, default="en", help=LANG_HELP)
+    report.add_argument("--against", metavar="STUDY_DIR", help="show another study's verdicts beside these, part "
+                        "by part, with the count that agree (e.g. a replicate and its original)")
     return parser
 
 
@@ -281,7 +291,8 @@ def _cmd_study(args) -> int:
         raise ConfigError("give either --preset or --config, not both")
     cfg = load_config(args.config) if args.config else load_preset(args.preset or defaults()["name"])
     overrides = {k: v for k, v in (("data", args.data), ("train_size", args.train_size), ("nproc", args.nproc),
-                                   ("seeds", args.seeds), ("extra_seeds", args.extra_seeds)) if v is not None}
+                                   ("seeds", args.seeds), ("extra_seeds", args.extra_seeds),
+                                   ("replicate", args.replicate)) if v is not None}
     if overrides:
         cfg = StudyConfig.from_dict({**cfg.to_dict(), **overrides})
     out = _run_and_report(cfg, args)
@@ -297,17 +308,32 @@ def _run_and_report(cfg, args) -> Path:
     from .study.report import build_report
     from .study.runner import run_study
 
-    out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}"
+    suffix = f"-r{cfg.replicate}" if cfg.replicate else ""
+    out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}{suffix}"
     console = Console(stderr=True, quiet=args.quiet)
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
     with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.data) > 1) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
                   executor=args.executor or EXECUTORS[0], address=args.address,
-                  seeds_together={"auto": None, "on": True, "off": False}[args.seeds_together])
+                  seeds_together={"auto": None, "on": True, "off": False}[args.seeds_together],
+                  retime=getattr(args, "retime", False))
     started = time.perf_counter()
-    build_report(out, lang=args.lang)
+    build_report(out, lang=args.lang, against=_original(out, cfg.replicate, getattr(args, "against", None)))
     add_report_seconds(out, time.perf_counter() - started)
     return out
+
+
+def _original(out: Path, replicate: int, against: str | None) -> Path | None:
+    """The study to show beside this one: --against, else for a replicate the folder named as it is without its
+    -r<R> suffix, when that holds a finished study."""
+    if against:
+        return Path(against)
+    suffix = f"-r{replicate}"
+    if replicate and out.name.endswith(suffix):
+        original = out.with_name(out.name[: -len(suffix)])
+        if (original / "verdicts.json").is_file():
+            return original
+    return None
 
 
 def _print_costs(out: Path) -> None:
@@ -321,10 +347,9 @@ def _print_costs(out: Path) -> None:
 
 
 def _cmd_compare(args) -> int:
-    from .study.compare import compare_config
+    from .study.compare import SETTINGS, compare_config
 
-    cfg = compare_config(args.a, args.b, **{k: getattr(args, k) for k in (
-        "data", "model", "epochs", "train_size", "test", "val_size", "batch_size", "lr", "optimizer", "seeds")})
+    cfg = compare_config(args.a, args.b, **{k: getattr(args, k) for k in SETTINGS})
     out = _run_and_report(cfg, args)
     _print_comparison(out, args.lang)
     _print_costs(out)
@@ -333,15 +358,16 @@ def _cmd_compare(args) -> int:
 
 def _print_comparison(out: Path, lang: str) -> None:
     """Each part's verdict with its mean difference, interval, and what more seeds would buy."""
-    from .study.report import localized_verdicts
+    from .study.report import VERDICT_MARK, localized_verdicts
 
     verdicts, t, cell = localized_verdicts(out, lang)
     for v in verdicts:
         for data, result in v["data"].items():
             print(f"{v['text']} [{data}]: {cell(result)}")
             for p in result["parts"]:
+                word = p["verdict"] if lang == "en" else t(VERDICT_MARK[p["verdict"]])
                 print(f"  {p['label']}: mean {_signed(p['mean'])}, 95% CI [{_signed(p['ci_low'])}, "
-                      f"{_signed(p['ci_high'])}], n = {p['n']} seeds -> {p['verdict']}")
+                      f"{_signed(p['ci_high'])}], n = {p['n']} seeds -> {word}")
                 power = p.get("power") or {}
                 if power.get("detectable") is not None:
                     needed = power.get("seeds_needed")
@@ -374,7 +400,7 @@ def _cmd_report(args) -> int:
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():
         raise ConfigError(f"{study_dir} is not a study folder (no study.json and results.csv)")
-    path = build_report(study_dir, lang=args.lang)
+    path = build_report(study_dir, lang=args.lang, against=Path(args.against) if args.against else None)
     _print_verdicts(study_dir, quiet=False, lang=args.lang)
     print(path)
     return 0

@@ -25,7 +25,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .penalty import penalty_check
-from .stats import ALPHA, DECIDED, INCONCLUSIVE, check_verdict, combine, holm, paired_verdict
+from .stats import (
+    ALPHA,
+    DECIDED,
+    INCONCLUSIVE,
+    check_verdict,
+    combine,
+    holm,
+    paired_verdict,
+    probability_of_improvement,
+)
 
 KINDS = ("paired", "diff_of_diffs", "check", "builtin")
 BUILTINS = {"penalty_minimum": lambda: penalty_check()["error"]}  # name -> the value checked against a tolerance
@@ -153,7 +162,8 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
     per = diffs(part, table, data)
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
     return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
-            "smallest_effect": part.smallest_effect, "timed": part.timed, "diffs": per, **result}
+            "smallest_effect": part.smallest_effect, "timed": part.timed, "diffs": per, **result,
+            "p_a_beats_b": probability_of_improvement(list(per.values()))}
 
 
 def evaluate_claims(data_sets: list[str], rows: list[dict], claims: list[Claim], timing: list[dict] | None = None,

@@ -22,6 +22,7 @@ from ..models import check_model_name, is_factory, resolve_factory
 from ..regularizers import TECHNIQUES, tunable
 from ..runs import RunConfig
 from . import plan
+from .layout import SAMPLING, SEED_BLOCK
 from .results import AGGREGATE_METRICS
 
 PRESETS = ("quick", "standard", "full", "fashion")
@@ -65,6 +66,10 @@ class StudyConfig:
     timing_repeats: int = 5  # repetitions of the timing phase (seconds per epoch, measured alone); 0: none
     quick: bool = False  # marks a reduced study in the report
     nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
+    # "per-seed": seed s trains (and validates and tests) on its own stratified sample, shared by every arm of seed
+    # s, so verdicts hold over samples as well as initializations; "fixed": one sample (data_seed 0) for every run
+    data_sampling: str = "fixed"
+    replicate: int = 0  # replicate r runs seeds r*1000 ... on samples no other replicate draws (layout.SEED_BLOCK)
     lecture: bool = True  # include the lecture's arms and claims (lecture.toml) beside the file's own
     arms: list[dict[str, typing.Any]] = field(default_factory=list)  # [[arms]]: the file's own arms
     claims: list[dict[str, typing.Any]] = field(default_factory=list)  # [[claims]]: the file's own claims
@@ -89,6 +94,11 @@ class StudyConfig:
             (self.batch_size in self.batch_sizes, f"batch_sizes must include batch_size {self.batch_size}"),
             (all(b >= 2 for b in self.batch_sizes), "batch sizes must be >= 2 (BN needs two samples)"),
             (0 < self.learn_target <= 1, f"learn_target must be in (0, 1], got {self.learn_target}"),
+            (self.data_sampling in SAMPLING, f"data_sampling must be one of {', '.join(SAMPLING)}, got "
+                                             f"{self.data_sampling!r}"),
+            (self.replicate >= 0, f"replicate must be >= 0, got {self.replicate}"),
+            (max(self.seeds, self.sweep_seeds) <= SEED_BLOCK,
+             f"a replicate holds at most {SEED_BLOCK} seeds; got seeds {self.seeds}, sweep_seeds {self.sweep_seeds}"),
             (self.nproc >= 1 and all(b % self.nproc == 0 and b >= 2 * self.nproc for b in self.batch_sizes),
              f"nproc must be >= 1 and split every batch size evenly, two samples or more each; got {self.nproc}"),
         ]
@@ -131,6 +141,15 @@ class StudyConfig:
         check_model_name(self.model)
         if is_factory(self.model):
             resolve_factory(self.model)  # a bad path stops the study here, before any run, not in every worker
+
+    @property
+    def first_seed(self) -> int:
+        """The replicate's first seed: its runs use seeds first_seed, first_seed + 1, ..."""
+        return self.replicate * SEED_BLOCK
+
+    def data_seed(self, seed: int) -> int:
+        """The sample a run of `seed` draws: its own per seed, else the replicate's one sample."""
+        return seed if self.data_sampling == "per-seed" else self.first_seed
 
     def grid(self, technique: str) -> list[float]:
         """The strengths the validation sweep tries for `technique`."""

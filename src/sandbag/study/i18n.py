@@ -16,10 +16,16 @@ LANGS = ("en", "ko")
 MISSING: set[str] = set()
 
 # How the timing phase measures (sandbag.study.timing writes it into timing.json; the report words it).
-TIMING_METHOD = ("seconds per epoch per arm and repetition, timed alone after all runs finished (nothing else of the "
+TIMING_METHOD_V1 = ("seconds per epoch per arm and repetition, timed alone after all runs finished (nothing else of "
+                    "the "
                  "study running): the median of at least two epochs filling {min_seconds:g} s, after {warmup} warm-up "
                  "steps, {threads} thread(s) as the runs had; arms interleaved with their order rotated each "
                  "repetition; repetition r pairs with seed r")
+TIMING_METHOD = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed alone "
+                 "after all runs finished: the arms alternated epoch by epoch in one process, their order rotated "
+                 "each repetition, until each had at least two epochs filling {min_seconds:g} s; the median per arm, "
+                 "after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds on a GPU); "
+                 "repetition r pairs with seed r")
 
 KO: dict[str, str] = {
     # --- verdict words
@@ -86,6 +92,11 @@ KO: dict[str, str] = {
     " Clean figures every {k} epochs and at the last.": " 평가 모드 지표는 {k} 에포크마다와 마지막 에포크에 계산.",
     "Timing claims (seconds per epoch): {method}.": "시간 관련 주장(에포크당 초): {method}.",
     TIMING_METHOD:
+        "조건과 반복마다 에포크당 스레드 CPU 초(벽시계 초도 함께 기록)를, 모든 학습이 끝난 뒤 따로 잰 값: 한 프로세스 "
+        "안에서 조건을 에포크마다 번갈아 돌리고 반복마다 순서를 바꾸며, 조건마다 {min_seconds:g}초를 채우는 두 에포크 "
+        "이상이 될 때까지 잰 뒤의 중앙값, 워밍업 {warmup}단계 뒤, 학습 때와 같은 스레드 {threads}개"
+        "(GPU에서는 벽시계 초); 반복 r은 시드 r과 짝지음",
+    TIMING_METHOD_V1:
         "조건과 반복마다 에포크당 초를, 모든 학습이 끝난 뒤 실험의 다른 일이 돌지 않을 때 따로 잰 값: 워밍업 "
         "{warmup}단계 뒤, {min_seconds:g}초 이상을 채우는 두 에포크 이상의 중앙값, 학습 때와 같은 스레드 {threads}개; "
         "조건은 번갈아 재며 반복마다 순서를 돌리고, 반복 r은 시드 r과 짝지음",
@@ -180,6 +191,43 @@ KO: dict[str, str] = {
     "comparisons in a family of their own, not with the preregistered claims.**":
         "**주장 {which}은(는) 실험을 처음 실행한 뒤에 추가되거나 바뀌었습니다: 탐색적 주장이므로 사전 등록된 주장과 "
         "따로, 그들끼리 다중 비교를 보정합니다.**",
+    "Against another study": "다른 실험과 비교",
+    "Chosen by the one-standard-error rule: the weakest strength whose mean validation accuracy is within one "
+    "standard error (over the best strength's seeds) of the best mean, so that strengths the sweep cannot tell apart "
+    "resolve the same way each time; the verdicts below speak of the strength this rule chose.":
+        "1-표준오차 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (최고 강도의 시드에 대한) 표준오차 1배 안에 "
+        "드는 강도 중 가장 약한 것. 탐색으로 구별되지 않는 강도들이 매번 같은 쪽으로 정해지도록 하기 위함이며, 아래 "
+        "판정은 이 규칙이 고른 강도에 대한 것이다.",
+    "Chosen by the best mean validation accuracy; the verdicts below speak of that strength.":
+        "검증 정확도 평균이 가장 높은 강도로 골랐다. 아래 판정은 그 강도에 대한 것이다.",
+    "Grids extended beyond an edge where their best strength sat (one step at a time, up to {n} a side): {values}.":
+        "최고 강도가 끝에 있던 탐색 범위를 그 끝 너머로 넓혔다(한 번에 한 단계, 한쪽에 최대 {n}개): {values}.",
+    "P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% Wilson "
+    "interval.": "P(A > B): 짝지은 시드 중 A의 값이 B보다 큰 시드의 비율(같으면 절반으로 셈)과 95% Wilson 구간.",
+    "Data sampling per seed: seed s draws its own stratified training sample (and its validation and test images); "
+    "every arm of seed s gets the same ones, so each comparison stays paired. Replicate {replicate}, seeds {seeds}.":
+        "시드별 데이터 표본: 시드 s마다 층화 학습 표본(과 검증·테스트 이미지)을 따로 뽑고, 시드 s의 모든 조건이 같은 "
+        "표본을 쓰므로 비교는 계속 짝지어진다. 반복 실험 {replicate}, 시드 {seeds}.",
+    "Data sampling fixed: every run trains on one stratified sample (data seed {data_seed}); the seeds vary the "
+    "initialization and batch order only. Replicate {replicate}, seeds {seeds}.":
+        "고정 데이터 표본: 모든 학습이 층화 표본 하나(데이터 시드 {data_seed})로 학습하며, 시드는 초기화와 배치 순서만 "
+        "바꾼다. 반복 실험 {replicate}, 시드 {seeds}.",
+    "Scope: each verdict holds over {n}-image training samples of {data} and initializations, at the strengths the "
+    "validation sweep chose.":
+        "범위: 각 판정은 {data}의 {n}장짜리 학습 표본들과 초기화들에 걸쳐, 검증 탐색이 고른 강도에서 성립한다.",
+    "Scope: each verdict holds for one fixed {n}-image training sample of {data}, over initializations, at the "
+    "strengths the validation sweep chose.":
+        "범위: 각 판정은 {data}의 고정된 {n}장짜리 학습 표본 하나에 대해, 초기화들에 걸쳐, 검증 탐색이 고른 강도에서 "
+        "성립한다.",
+    "P(A > B) [95% CI]": "P(A > B) [95% 신뢰구간]",
+    "**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of {total_untimed} of the parts "
+    "that do not read machine timings).":
+        "**부분 {total}개 중 {same}개가 {other}와 같은 판정** (기계 시간을 읽지 않는 부분 {total_untimed}개 중 "
+        "{same_untimed}개).",
+    "data": "데이터",
+    "here (mean)": "이 실험 (평균)",
+    "there (mean)": "다른 실험 (평균)",
+    "same": "같음",
     # --- the terminal's claims table
     "claims ({where})": "주장 ({where})",
     "{data}: {decided} of {total} claims decided": "{data}: 주장 {total}개 중 {decided}개 결론남",

@@ -16,6 +16,16 @@ PROBES = "probes.json"  # written into each run folder by sandbag.study.probes
 TIMING = "timing.json"  # written into the study folder by sandbag.study.timing
 VERDICTS = "verdicts.json"
 
+# Seeds and samples: replicate r of a study runs seeds r*SEED_BLOCK ... (and, per seed, samples drawn with them)
+SEED_BLOCK = 1000
+SAMPLING = ("fixed", "per-seed")
+
+
+def first_seed(cfg: dict) -> int:
+    """The first seed of a study's replicate, from its config as study.json records it."""
+    return int(cfg.get("replicate") or 0) * SEED_BLOCK
+
+
 # The figures a report draws (figures/<slug>/<id>.png); a claim names the one that shows it by id
 FIGURES = ("learning_curves", "validation_curves", "penalty", "weight_histograms", "dropout", "bn", "batch_size",
            "headline")

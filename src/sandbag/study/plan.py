@@ -17,6 +17,7 @@ rerun reuses what is done.
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..regularizers import ALIASES, TECHNIQUES, tunable
 from ..runs import RunConfig
-from . import schema
+from . import schema, stats
 from .claims import Claim
 from .layout import slug
 
@@ -122,6 +123,8 @@ def _expand(cfg, table: dict, number: int) -> list[dict]:
         if key not in ARM_KEYS:
             raise ConfigError(f"{where}: unknown key {key!r}{schema.near(key, ARM_KEYS)}")
     name, specs, group = table.get("name"), table.get("specs", []), table.get("group", "headline")
+    if not isinstance(table.get("base", ""), str):
+        raise ConfigError(f"{where}: base must be the name of the arm this one varies, got {table['base']!r}")
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{where}: needs a name (a string; claims name the arm by it)")
     if not (isinstance(specs, list) and all(isinstance(s, str) for s in specs)):
@@ -170,7 +173,7 @@ def _arm(cfg, table: dict, where: str, name: str, specs: list[str], group: str, 
     return {"group": group, "arm": name, "technique": technique_of(specs), "specs": specs,
             "seeds": _seed_count(cfg, table.get("seeds", "{seeds}"), where),
             "batch_size": overrides.get("batch_size", cfg.batch_size), "epochs": overrides.get("epochs", cfg.epochs),
-            "dependent": bool(placeholders(specs)), "base": table.get("base", name) if b is not None else name,
+            "dependent": bool(placeholders(specs)), "base": table.get("base", name),
             "overrides": overrides}
 
 
@@ -178,14 +181,16 @@ def _sweep(cfg, swept: list[str]) -> list[dict]:
     """The validation sweep's arms for the techniques in `swept`: none, then each strength of each grid."""
     if not swept:
         return []
-    common = {"group": "sweep", "seeds": cfg.sweep_seeds, "batch_size": cfg.batch_size, "epochs": cfg.sweep_epochs,
-              "dependent": False, "overrides": {"epochs": cfg.sweep_epochs}}
-    out = [{**common, "arm": "none", "technique": "none", "specs": [], "base": "none"}]
-    for t in swept:
-        for value in cfg.grid(t):
-            name = f"{t}={value:g}"
-            out.append({**common, "arm": name, "technique": t, "specs": [f"{t}={value!r}"], "base": name})
-    return out
+    out = [{**sweep_arm(cfg, "none", 0.0), "arm": "none", "technique": "none", "specs": [], "base": "none"}]
+    return out + [sweep_arm(cfg, t, value) for t in swept for value in cfg.grid(t)]
+
+
+def sweep_arm(cfg, technique: str, value: float) -> dict:
+    """The sweep's arm for one strength of a technique (also for a strength the sweep adds beyond its grid)."""
+    name = f"{technique}={value:g}"
+    return {"group": "sweep", "seeds": cfg.sweep_seeds, "batch_size": cfg.batch_size, "epochs": cfg.sweep_epochs,
+            "dependent": False, "overrides": {"epochs": cfg.sweep_epochs}, "arm": name, "technique": technique,
+            "specs": [f"{technique}={value!r}"], "base": name}
 
 
 def planned_arms(cfg, tables: list[dict] | None = None) -> list[dict]:
@@ -212,19 +217,23 @@ def _overrides(cfg, arm: dict, data: str) -> dict:
     return out                                  # validates on them
 
 
-def _runs(cfg, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
-    runs = []
+def arm_runs(cfg, data: str, arm: dict, chosen: dict[str, float] | None = None) -> list[Run]:
+    """The runs of one arm on data set `data` (its specs at the `chosen` strengths), one per seed."""
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                 optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every, track_size=cfg.track_size,
                 **cfg.split(data))
-    for arm in cfg.design.arms:
-        if arm["dependent"] != dependent:
-            continue
-        regs = [spec.format(**(chosen or {})) for spec in arm["specs"]]
-        for seed in range(arm["seeds"]):
-            config = RunConfig(**{**base, "regs": regs, "seed": seed, **_overrides(cfg, arm, data)})
-            runs.append(Run(data, arm["group"], arm["arm"], arm["technique"], seed, config))
+    regs = [spec.format(**(chosen or {})) for spec in arm["specs"]]
+    runs = []
+    for seed in range(cfg.first_seed, cfg.first_seed + arm["seeds"]):
+        config = RunConfig(**{**base, "regs": regs, "seed": seed, "data_seed": cfg.data_seed(seed),
+                              **_overrides(cfg, arm, data)})
+        runs.append(Run(data, arm["group"], arm["arm"], arm["technique"], seed, config))
     return runs
+
+
+def _runs(cfg, data: str, dependent: bool, chosen: dict[str, float] | None) -> list[Run]:
+    return [run for arm in cfg.design.arms if arm["dependent"] == dependent
+            for run in arm_runs(cfg, data, arm, chosen)]
 
 
 def independent_runs(cfg, data: str) -> list[Run]:
@@ -241,23 +250,72 @@ def runs_of(cfg, data: str, chosen: dict[str, float]) -> list[Run]:
     return independent_runs(cfg, data) + dependent_runs(cfg, data, chosen)
 
 
-def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float],
-                     swept: Iterable[str]) -> tuple[dict[str, float], list[str]]:
-    """Per technique of `swept`, the strength with the best validation accuracy, averaged over the sweep's seeds
-    (ties: lower mean validation loss). Only finished runs count.
+MAX_EXTENSIONS = 3  # strengths the sweep may add beyond each edge of a technique's grid
+
+
+def sweep_scores(sweep_rows: Iterable[dict]) -> dict[str, dict[float, list[tuple[float, float]]]]:
+    """{technique: {strength: [(val_acc, val_loss) per finished seed]}} of the sweep's runs."""
+    scores: dict[str, dict[float, list[tuple[float, float]]]] = {}
+    for row in sweep_rows:
+        if row["technique"] != "none" and row["status"] == "finished":
+            scores.setdefault(row["technique"], {}).setdefault(row["strength"], []).append(
+                (row["val_acc"], row["val_loss"]))
+    return scores
+
+
+def best_by_mean(values: dict[float, list[tuple[float, float]]]) -> float:
+    """The strength with the best mean validation accuracy (ties: the lower mean validation loss)."""
+    def score(v):
+        runs = values[v]
+        return sum(a for a, _ in runs) / len(runs), -sum(loss for _, loss in runs) / len(runs)
+
+    return max(sorted(values), key=score)
+
+
+def one_standard_error(values: dict[float, list[tuple[float, float]]]) -> float:
+    """The weakest strength whose mean validation accuracy is within one standard error (of the best strength's
+    seeds) of the best mean: strengths the sweep cannot tell apart resolve toward less regularization, the same
+    way each time, instead of by chance (the one-standard-error rule of Breiman et al.; with one sweep seed there is
+    no standard error and it is the best by mean)."""
+    best = best_by_mean(values)
+    accs = [a for a, _ in values[best]]
+    error = stats.standard_error(accs)
+    floor = sum(accs) / len(accs) - (error if math.isfinite(error) else 0.0)
+    return min(v for v, runs in values.items() if sum(a for a, _ in runs) / len(runs) >= floor)
+
+
+RULES = {"one-standard-error": one_standard_error, "best-mean": best_by_mean}
+RULE = "one-standard-error"  # kept by replicate agreement (benchmarks/strength_rules.py, benchmarks/RESULTS.md)
+
+
+def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float], swept: Iterable[str],
+                     rule: str = RULE) -> tuple[dict[str, float], list[str]]:
+    """Per technique of `swept`, the strength `rule` picks from the sweep's finished runs (`RULES`).
 
     A technique whose every validation run diverged falls back to its textbook strength; those are returned too,
     so the report can say so."""
-    scores: dict[tuple[str, float], list[tuple[float, float]]] = {}
-    for row in sweep_rows:
-        if row["technique"] != "none" and row["status"] == "finished":
-            scores.setdefault((row["technique"], row["strength"]), []).append((row["val_acc"], row["val_loss"]))
-    best: dict[str, tuple] = {}
-    for (tech, strength), values in scores.items():
-        score = (sum(a for a, _ in values) / len(values), -sum(loss for _, loss in values) / len(values))
-        if tech not in best or score > best[tech][0]:
-            best[tech] = (score, strength)
+    scores = sweep_scores(sweep_rows)
     swept = list(swept)
-    fell_back = [t for t in swept if t not in best]
-    chosen = {tech: best[tech][1] if tech in best else fallback[tech] for tech in swept}
+    fell_back = [t for t in swept if t not in scores]
+    chosen = {t: RULES[rule](scores[t]) if t in scores else fallback[t] for t in swept}
     return chosen, fell_back
+
+
+def beyond_edge(grid: list[float], values: dict[float, list[tuple[float, float]]], technique: str) -> float | None:
+    """When the best strength by mean sits at an edge of `grid`, the next strength one step beyond that edge (the
+    grid's own ratio where it spans a decade or more, else its last spacing; halved toward the edge until the
+    technique accepts it, and above 0); None when the best is inside or nothing valid lies beyond."""
+    grid = sorted(grid)
+    if len(grid) < 2 or not values:
+        return None
+    best = best_by_mean(values)
+    if best not in (grid[0], grid[-1]):
+        return None
+    inner, edge = (grid[-2], grid[-1]) if best == grid[-1] else (grid[1], grid[0])
+    log = grid[0] > 0 and grid[-1] / grid[0] >= 10
+    target = edge * (edge / inner) if log else edge + (edge - inner)
+    for halving in range(5):
+        value = float(f"{round(edge + (target - edge) / 2 ** halving, 12):.12g}")  # no float dust
+        if value > 0 and value not in grid and TECHNIQUES[technique].valid(value):
+            return value
+    return None

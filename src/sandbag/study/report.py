@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
+from ..errors import ConfigError
 from . import claims, figures, layout, schema, stats
 from .claims import Claim
-from .i18n import TIMING_METHOD, translator
+from .i18n import TIMING_METHOD, TIMING_METHOD_V1, translator
 from .layout import PROBES, TIMING, slug
 from .results import read_metrics, read_results
 
@@ -30,11 +31,18 @@ VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negli
                 "inconclusive": "inconclusive", "mixed": "mixed"}
 
 
-def build_report(study_dir: Path | str, lang: str = "en") -> Path:
+def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | None = None) -> Path:
     """Write analysis.json, verdicts.json, figures/*.png, report.md and report.html; return report.html's path.
     `lang` ("en" or "ko") is the language of report.md, report.html and the figures; analysis.json and
-    verdicts.json are the same in every language (English texts), for tools that read them."""
+    verdicts.json are the same in every language (English texts), for tools that read them. `against`: another
+    study folder (a replicate's original, say) whose verdicts the report sets beside these, part by part, and
+    counts the agreement of (agreement.json)."""
     study_dir = Path(study_dir)
+    other = None
+    if against is not None:
+        other = files.read_json(Path(against) / layout.VERDICTS)
+        if not isinstance(other, list):
+            raise ConfigError(f"{against} has no verdicts.json to compare with (build its report first)")
     t = translator(lang)
     meta = json.loads((study_dir / layout.STUDY).read_text())
     cfg = meta["config"]
@@ -52,6 +60,10 @@ def build_report(study_dir: Path | str, lang: str = "en") -> Path:
     files.write_json(study_dir / layout.VERDICTS, jsonable(verdicts))
     shown = claims.localize(verdicts, found, lang)
     blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t)
+    if other is not None:
+        agreed = agreement(verdicts, other)
+        files.write_json(study_dir / "agreement.json", jsonable({"against": str(against), **agreed}))
+        blocks += _agreement_section(agreed, str(against), shown, t)
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
     return study_dir / "report.html"
@@ -272,7 +284,7 @@ def _headline_rows(rows, arms, data) -> list[dict]:
 
 def _batch_rows(cfg, rows, arms, data) -> list[dict]:
     out = []
-    seeds = set(range(cfg["extra_seeds"]))
+    seeds = set(range(layout.first_seed(cfg), layout.first_seed(cfg) + cfg["extra_seeds"]))
     for b in cfg["batch_sizes"]:
         for bn in (False, True):
             kind = "bn" if bn else "none"
@@ -324,6 +336,7 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
                 threads=hw["threads_per_worker"])),
         ("h2", t("Protocol")),
         ("ul", [
+            _sampling_text(cfg, t),
             t("Model {model}; optimizer {optimizer} (lr {lr}); {epochs} epochs at batch {batch_size}; training set "
               "{train} samples (stratified, seeded); test set: {test}.", model=cfg["model"],
               optimizer=cfg["optimizer"], lr=cfg["lr"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
@@ -346,6 +359,8 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
               "the machine's speed."),
             t("Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power "
               "(from the observed paired spread), and the seeds that would detect the observed difference."),
+            t("P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% "
+              "Wilson interval."),
             t("Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
               "epoch at which clean training accuracy reaches {target} (epochs + 1 if never), {how}",
               target=cfg["learn_target"], how=track) + every,
@@ -357,7 +372,7 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
     for data in cfg["data"]:
         blocks += _strength_section(meta, rows, data, figure_paths[data], t)
         blocks += _headline_section(rows, arms, data, figure_paths[data], t)
-    blocks += [("h2", t("Claims")), *_preregistration(meta, verdicts, t)]
+    blocks += [("h2", t("Claims")), ("p", _scope_text(cfg, t)), *_preregistration(meta, verdicts, t)]
     blocks.append(("table", ["#", t("claim"), *cfg["data"]],
                    [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
                     for v in verdicts]))
@@ -368,7 +383,7 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
             result = v["data"][data]
             blocks.append(("p", f"**{data}: {_claim_cell(result, t)}**"))
             blocks.append(("table", [t("part"), "n", t("mean difference"), t("95% CI"), t("smallest effect"),
-                                     t("verdict"), t("p (Holm)"), t("survives Holm")],
+                                     t("verdict"), t("p (Holm)"), t("survives Holm"), t("P(A > B) [95% CI]")],
                            [_part_row(p, t) for p in result["parts"]]))
             blocks += [("p", line) for line in _power_lines(result["parts"], t)]
             if v["figure"] and v["figure"] in figure_paths[data]:
@@ -378,6 +393,62 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
                                            "analysis.json (the probed values the claims read, from each run's "
                                            "probes.json), verdicts.json, figures/, runs/."))]
     return blocks
+
+
+def agreement(verdicts: list[dict], other: list[dict]) -> dict:
+    """Part by part (matched by claim id, data set and position), the verdicts of two studies of one design: each
+    pair, and how many agree, over all parts and over those that do not read machine timings."""
+    theirs = {(v.get("id") or v["number"], d, i): p for v in other for d, r in v["data"].items()
+              for i, p in enumerate(r["parts"])}
+    pairs = []
+    for v in verdicts:
+        for data, result in v["data"].items():
+            for i, p in enumerate(result["parts"]):
+                q = theirs.get((v.get("id") or v["number"], data, i))
+                if q is not None:
+                    pairs.append({"claim": v["number"], "id": v.get("id"), "data": data, "part": i,
+                                  "label": p["label"], "timed": bool(p.get("timed")), "here": p["verdict"],
+                                  "here_mean": p["mean"], "there": q["verdict"], "there_mean": q["mean"],
+                                  "same": p["verdict"] == q["verdict"]})
+    untimed = [x for x in pairs if not x["timed"]]
+    return {"pairs": pairs, "same": sum(x["same"] for x in pairs), "total": len(pairs),
+            "same_untimed": sum(x["same"] for x in untimed), "total_untimed": len(untimed)}
+
+
+def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[tuple]:
+    labels = {(v["number"], d, i): p["label"] for v in shown for d, r in v["data"].items()
+              for i, p in enumerate(r["parts"])}
+    rows = [[str(x["claim"]), labels.get((x["claim"], x["data"], x["part"]), x["label"]), x["data"],
+             f"{t(VERDICT_MARK[x['here']])} ({_g(x['here_mean'])})", f"{t(VERDICT_MARK[x['there']])} "
+             f"({_g(x['there_mean'])})", t("yes") if x["same"] else t("no")] for x in agreed["pairs"]]
+    return [("h2", t("Against another study")),
+            ("p", t("**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of "
+                    "{total_untimed} of the parts that do not read machine timings).", other=f"`{against}`",
+                    **{k: agreed[k] for k in ("same", "total", "same_untimed", "total_untimed")})),
+            ("table", ["#", t("part"), t("data"), t("here (mean)"), t("there (mean)"), t("same")], rows)]
+
+
+def _sampling_text(cfg: dict, t) -> str:
+    seeds = f"{layout.first_seed(cfg)}-{layout.first_seed(cfg) + cfg['seeds'] - 1}"
+    replicate = cfg.get("replicate") or 0
+    if cfg.get("data_sampling") == "per-seed":
+        return t("Data sampling per seed: seed s draws its own stratified training sample (and its validation and "
+                 "test images); every arm of seed s gets the same ones, so each comparison stays paired. Replicate "
+                 "{replicate}, seeds {seeds}.", replicate=replicate, seeds=seeds)
+    return t("Data sampling fixed: every run trains on one stratified sample (data seed {data_seed}); the seeds "
+             "vary the initialization and batch order only. Replicate {replicate}, seeds {seeds}.",
+             data_seed=layout.first_seed(cfg), replicate=replicate, seeds=seeds)
+
+
+def _scope_text(cfg: dict, t) -> str:
+    """What a verdict below speaks of: over samples and initializations, or over initializations of one sample."""
+    size = cfg.get("train_size") or t("all")
+    data = ", ".join(cfg["data"])
+    if cfg.get("data_sampling") == "per-seed":
+        return t("Scope: each verdict holds over {n}-image training samples of {data} and initializations, at the "
+                 "strengths the validation sweep chose.", n=size, data=data)
+    return t("Scope: each verdict holds for one fixed {n}-image training sample of {data}, over initializations, at "
+             "the strengths the validation sweep chose.", n=size, data=data)
 
 
 def _claim_text(v: dict, t) -> str:
@@ -402,7 +473,8 @@ def _preregistration(meta: dict, verdicts: list[dict], t) -> list[tuple]:
 def _timing_method(timing: dict, t) -> str:
     """How the timing phase measured, in the report's language (an older timing.json has only the English)."""
     fields = timing.get("method_fields")
-    return t(TIMING_METHOD, **fields) if fields else timing["method"]
+    template = TIMING_METHOD if timing.get("version") == 2 else TIMING_METHOD_V1
+    return t(template, **fields) if fields else timing["method"]
 
 
 def _problems(meta, rows, t) -> list[tuple]:
@@ -427,7 +499,7 @@ def _problems(meta, rows, t) -> list[tuple]:
 def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
-    table, edges = [], []
+    table, edges, extended = [], [], []
     if not chosen:
         return []  # nothing was swept: no arm leaves its strength to the validation data
     for tech in chosen:
@@ -445,7 +517,10 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
         book = cfg["textbook"].get(tech)
         book_acc = next((sum(v) / len(v) for s, v in by_value.items() if book is not None and math.isclose(s, book)),
                         None)
-        grid = sorted(cfg["sweep"].get(tech, []))
+        original = sorted(cfg["sweep"].get(tech, []))
+        grid = sorted((meta.get("grids") or {}).get(data, {}).get(tech) or original)
+        if len(grid) > len(original):
+            extended.append(f"{tech}: {', '.join(_g(v) for v in grid if v not in original)}")
         pick = chosen.get(tech)
         if pick is not None and len(grid) > 1 and (math.isclose(pick, grid[0]) or math.isclose(pick, grid[-1])):
             end = t("the weakest") if math.isclose(pick, grid[0]) else t("the strongest")
@@ -456,10 +531,20 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     seeds = cfg.get("sweep_seeds", 1)
     per_strength = ("Validation accuracy per strength: mean over {seeds} seed(s) ± one standard error." if seeds > 1
                     else "Validation accuracy per strength: mean over {seeds} seed(s).")
+    rule = meta.get("strength_rule")
+    how = (t("Chosen by the one-standard-error rule: the weakest strength whose mean validation accuracy is within "
+             "one standard error (over the best strength's seeds) of the best mean, so that strengths the sweep "
+             "cannot tell apart resolve the same way each time; the verdicts below speak of the strength this rule "
+             "chose.") if rule == "one-standard-error" else
+           t("Chosen by the best mean validation accuracy; the verdicts below speak of that strength."))
     blocks = [("h2", t("Chosen strengths ({data})", data=data)),
-              ("p", t(per_strength, seeds=seeds)),
+              ("p", t(per_strength, seeds=seeds) + " " + how),
               ("table", [t("technique"), t("chosen"), t("validation accuracy per strength"), t("textbook setting")],
                table)]
+    if extended:
+        blocks.append(("p", t("Grids extended beyond an edge where their best strength sat (one step at a time, up to "
+                              "{n} a side): {values}.", n=meta.get("grid_extensions", "?"),
+                              values="; ".join(extended))))
     if edges:
         blocks.append(("p", t("**At an edge of its grid: {edges}. A wider grid might choose another strength.**",
                               edges=", ".join(edges))))
@@ -491,11 +576,14 @@ def _part_row(p: dict, t) -> list[str]:
     mark = t(VERDICT_MARK[p["verdict"]])
     if p["kind"] == "check":
         return [p["label"], str(p["n"]), t("worst {worst} (tolerance {tolerance})", worst=_g(p["mean"]),
-                                           tolerance=_g(p["tolerance"])), "", "", mark, "", t("(deterministic check)")]
+                                           tolerance=_g(p["tolerance"])), "", "", mark, "", t("(deterministic check)"),
+                ""]
     ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
     smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
     survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in stats.DECIDED else "—"
-    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives]
+    beats = p.get("p_a_beats_b") or {}
+    better = (f"{beats['p']:.2f} [{beats['low']:.2f}, {beats['high']:.2f}]" if beats.get("n") else "—")
+    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives, better]
 
 
 def _claim_cell(result: dict, t) -> str:

@@ -31,8 +31,19 @@ from ..runs import read_summary, versions
 from . import costs, probes, schema, timing
 from .config import StudyConfig
 from .executors import Executor, LocalExecutor, make_executor
-from .layout import STUDY
-from .plan import Run, choose_strengths, dependent_runs, independent_runs
+from .layout import STUDY, TIMING
+from .plan import (
+    MAX_EXTENSIONS,
+    Run,
+    arm_runs,
+    beyond_edge,
+    choose_strengths,
+    dependent_runs,
+    independent_runs,
+    sweep_arm,
+    sweep_scores,
+)
+from .plan import RULE as STRENGTH_RULE
 from .results import result_row, write_results
 
 
@@ -127,13 +138,15 @@ def run_study(
     executor: str = "local",
     address: str | None = None,
     seeds_together: bool | None = None,
+    retime: bool = False,
 ) -> list[dict]:
     """Run (or resume) a whole study into `study_dir`; return the result rows. Finished runs are reused.
 
     `executor` is ``local`` (a process pool here) or ``ray`` (Ray tasks; `address` of the cluster, or a local
     Ray instance without one); see `sandbag.study.executors`. `seeds_together`: train each arm's seeds as one
     vmapped model (`sandbag.multiseed.fit_seeds`; arms without batch norm, local executor); None: where the runs
-    train on a CUDA GPU."""
+    train on a CUDA GPU. The timing phase runs when the folder has no timing.json for this design yet, or with
+    `retime` (runs reused, only the epoch times measured again)."""
     if seeds_together and executor != "local":
         raise ConfigError(f"--seeds-together needs the local executor (the {executor} executor runs one run per task)")
     study_dir = Path(study_dir)
@@ -152,8 +165,11 @@ def run_study(
         timed = time.perf_counter()
         run_phase = timed - started
         if cfg.timing_repeats and timing.timed_arms(cfg.design.claims) and all(d in chosen for d in cfg.data):
-            timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
-        meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks,
+            if retime or not timing.is_current(files.read_json(study_dir / TIMING), cfg):
+                timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
+        meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks, grids=scheduler.grids,
+                    grid_extensions=MAX_EXTENSIONS,
+                    strength_rule=STRENGTH_RULE,
                     timing_seconds=time.perf_counter() - timed, wall_seconds=time.perf_counter() - started,
                     cpu_seconds_runs=sum(r.get("total_seconds") or 0 for r in rows), runs=len(rows))
         meta["time"] = costs.itemize(scheduler.costs, run_phase, scheduler.progress.slots, meta["timing_seconds"])
@@ -197,6 +213,7 @@ class Scheduler:
         self.rows: dict[Run, dict] = {}
         self.chosen: dict[str, dict[str, float]] = {}
         self.fallbacks: dict[str, list[str]] = {}
+        self.grids: dict[str, dict[str, list[float]]] = {}  # per data set, each swept technique's grid as extended
         self.progress = Progress()
         self.costs: list[dict[str, float]] = []  # worker-seconds per category of each run done here
 
@@ -295,18 +312,57 @@ class Scheduler:
                 self.progress.probed += 1
 
     def release(self, queue: list[Run], running: Iterable[Run] = ()) -> list[Run]:
-        """For each data set whose sweep just completed: choose strengths, return its (not yet done) dependent runs."""
+        """For each data set whose sweep just completed: first the runs of a strength beyond the edge of each grid
+        whose best sits there (`plan.beyond_edge`, up to `plan.MAX_EXTENSIONS` a side); once no grid needs one,
+        choose the strengths and return the (not yet done) dependent runs."""
         busy = {(r.data, r.group) for r in [*queue, *running]}
         released = []
         for data in self.cfg.data:
             if data in self.chosen or (data, "sweep") in busy:
                 continue
-            sweep = [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
-            self.chosen[data], fell_back = choose_strengths(sweep, self.cfg.textbook, self.cfg.design.swept)
+            beyond = self.sweep_beyond_edges(data)
+            if beyond:
+                released += beyond  # swept first; the choice waits for them
+                continue
+            self.chosen[data], fell_back = choose_strengths(self.sweep_rows(data), self.cfg.textbook,
+                                                            self.cfg.design.swept)
             if fell_back:
                 self.fallbacks[data] = fell_back
             released += self.reuse(dependent_runs(self.cfg, data, self.chosen[data]))
         return released  # queued after the independent runs still waiting
+
+    def sweep_rows(self, data: str) -> list[dict]:
+        return [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
+
+    def sweep_beyond_edges(self, data: str) -> list[Run]:
+        """The runs still to do of the strengths added beyond grid edges (on resume, added strengths whose runs
+        are done are reused, and the edges looked at again)."""
+        while True:
+            added = self.extend(data)
+            if not added:
+                return []
+            todo = self.reuse(added)
+            if todo:
+                return todo
+
+    def extend(self, data: str) -> list[Run]:
+        """For each grid whose best (by mean) sits at an edge: one strength beyond it, its runs (the grids as
+        extended are kept in `grids`, for study.json and the report)."""
+        grids = self.grids.setdefault(data, {t: list(self.cfg.grid(t)) for t in self.cfg.design.swept})
+        scores = sweep_scores(self.sweep_rows(data))
+        runs = []
+        for tech, grid in grids.items():
+            value = beyond_edge(grid, scores.get(tech, {}), tech)
+            if value is None:
+                continue
+            original = self.cfg.grid(tech)
+            high = value > max(original)
+            if sum(1 for v in grid if v not in original and (v > max(original)) == high) >= MAX_EXTENSIONS:
+                continue
+            grid.append(value)
+            runs += arm_runs(self.cfg, data, sweep_arm(self.cfg, tech, value))
+        self.progress.total += len(runs)
+        return runs
 
     def report(self, running: int) -> None:
         self.progress.running = running

@@ -154,6 +154,21 @@ def standard_error(values) -> float:
     return mean_std(v)[1] / math.sqrt(len(v)) if len(v) > 1 else math.nan
 
 
+def probability_of_improvement(diffs: list[float]) -> dict:
+    """P(A > B) over paired seeds: the share of seeds whose difference A - B is above zero (a tie counts half), with
+    its 95% Wilson score interval (Bouthillier et al. 2021 and rliable report it unpaired; here each seed is a
+    pair). {"p": share, "low": ..., "high": ..., "n": seeds}; nan without seeds."""
+    values = [d for d in diffs if d is not None and math.isfinite(d)]
+    n = len(values)
+    if n == 0:
+        return {"p": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    share = (sum(d > 0 for d in values) + 0.5 * sum(d == 0 for d in values)) / n
+    z = 1.959963984540054  # the standard normal's 97.5% point
+    center = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return {"p": share, "low": max(0.0, center - half), "high": min(1.0, center + half), "n": n}
+
+
 def holm(pvalues: list[float]) -> list[float]:
     """Holm's step-down adjustment: the i-th smallest p times (m - i + 1), made monotone, capped at 1 (nan stays
     nan and does not count)."""

@@ -4,9 +4,11 @@ The runs of a study share the machine's cores with each other, so their own epoc
 beside them as about the arm. The claims about compute (dropout does not cut it, larger batches make an epoch
 faster) therefore read `timing.json`: for each arm a timing part compares, the epoch time of its configuration on
 the study's training data, timed in this process while nothing else of the study runs, with the run's thread count,
-after a few warm-up steps (the median of as many epochs as fill a second, at least two). The arms are interleaved
-and their order rotates from one repetition to the next, so a drift of the machine's speed falls on all of them
-alike; repetition r uses seed r and pairs with seed r of the other arms.
+after a few warm-up steps. The clock is the thread's CPU time (wall time is kept beside it): another process on
+another core, a browser or a second study, hardly moves it, where it moved wall time by 20%. The arms alternate
+epoch by epoch in one process, their order rotated from one repetition to the next, until each has at least two
+epochs and a second of them (the median counts), so a drift of the machine's speed falls on all of them alike;
+repetition r uses the replicate's seed r and pairs with that seed of the other arms.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .layout import TIMING
 
 WARMUP_STEPS = 5
 MIN_SECONDS = 1.0  # each arm's measurement lasts at least this long (and at least two epochs)
+CPU, WALL = "thread CPU", "wall"  # the clocks
 
 
 def timed_arms(claims: list[Claim]) -> list[tuple[str, str]]:
@@ -40,41 +43,72 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
     per data set); write timing.json."""
     wanted = timed_arms(cfg.design.claims)
     configs = {(r.data, r.group, r.arm): r.config for d in cfg.data
-               for r in plan.runs_of(cfg, d, chosen[d]) if r.seed == 0}
+               for r in plan.runs_of(cfg, d, chosen[d]) if r.seed == cfg.first_seed}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    rows = []
+    rows, clock = [], CPU
     try:
         for data in cfg.data:
             targets = [(g, a) for g, a in wanted if (data, g, a) in configs]
             dataset = load_data(configs[(data, *targets[0])]) if targets else None
             for rep in range(cfg.timing_repeats):
                 shift = rep % len(targets) if targets else 0
-                for group, arm in targets[shift:] + targets[:shift]:
-                    seconds = epoch_seconds(replace(configs[(data, group, arm)], seed=rep), dataset)
-                    rows.append({"data": data, "group": group, "arm": arm, "seed": rep, "seconds_per_epoch": seconds})
+                order = targets[shift:] + targets[:shift]
+                seed = cfg.first_seed + rep
+                measured, clock = alternated([replace(configs[(data, *arm)], seed=seed) for arm in order], dataset)
+                rows += [{"data": data, "group": g, "arm": a, "seed": seed, **m}
+                         for (g, a), m in zip(order, measured, strict=True)]
     finally:
         torch.set_num_threads(previous)
     fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": MIN_SECONDS}
-    result = {"method": TIMING_METHOD.format(**fields), "method_fields": fields,  # the report words it per language
-              "repeats": cfg.timing_repeats,
-              "rows": rows}
+    result = {"version": 2, "clock": clock, "method": TIMING_METHOD.format(**fields), "method_fields": fields,
+              "repeats": cfg.timing_repeats, "rows": rows}  # the report words the method per language
     files.write_json(Path(study_dir) / TIMING, result)
     return result
 
 
-def epoch_seconds(cfg: RunConfig, dataset) -> float:
-    """Wall seconds of one training epoch of `cfg` on `dataset` (set up as `fit` sets it up): after warm-up steps,
-    the median of at least two epochs, as many as fill `MIN_SECONDS` (a short epoch alone is mostly noise)."""
-    s = setup_run(replace(cfg, threads=None), dataset=dataset)
+def is_current(timing: dict | None, cfg) -> bool:
+    """Whether a study folder's timing.json already measures what `cfg`'s timed claims compare, as this version
+    measures it (then a resumed study keeps it; `sandbag study --retime` measures again)."""
+    if not timing or timing.get("version") != 2 or timing.get("repeats") != cfg.timing_repeats:
+        return False
+    have = {(r["data"], r["group"], r["arm"]) for r in timing["rows"]}
+    return all((d, *arm) in have for d in cfg.data for arm in timed_arms(cfg.design.claims))
+
+
+def alternated(configs: list[RunConfig], dataset) -> tuple[list[dict], str]:
+    """Seconds per training epoch of each config on `dataset` (each set up as `fit` sets it up, after warm-up
+    steps), the configs alternated epoch by epoch in this process until each has at least two epochs and
+    `MIN_SECONDS` of them, so a change in the machine's speed falls on all alike. Each gets the median over its
+    epochs of the thread's CPU seconds (``seconds_per_epoch``: what a process on another core hardly moves) and of
+    wall seconds (``wall_seconds_per_epoch``); on a GPU, whose work the thread's clock does not see, both are wall
+    seconds. Returns the measurements in order and the clock of seconds_per_epoch (`CPU` or `WALL`)."""
+    states = [(_warm(replace(c, threads=None), dataset), c) for c in configs]
+    cuda = any(s.device.type == "cuda" for s, _ in states)
+    cpu: list[list[float]] = [[] for _ in configs]
+    wall: list[list[float]] = [[] for _ in configs]
+
+    def enough(c: list[float], w: list[float]) -> bool:
+        return len(w) >= 2 and sum(w if cuda else c) >= MIN_SECONDS
+
+    while not all(enough(c, w) for c, w in zip(cpu, wall, strict=True)):
+        for (s, cfg), c, w in zip(states, cpu, wall, strict=True):
+            started, started_cpu = time.perf_counter(), time.thread_time()
+            train_one_epoch(s.net, s.optimizer, s.regularizer, s.ds.x_train, s.ds.y_train, cfg.batch_size,
+                            s.generator, amp=cfg.amp)
+            if s.device.type == "cuda":
+                torch.cuda.synchronize()
+            c.append(time.thread_time() - started_cpu)
+            w.append(time.perf_counter() - started)
+    out = [{"seconds_per_epoch": statistics.median(w if cuda else c), "wall_seconds_per_epoch": statistics.median(w),
+            "epochs": len(w)} for c, w in zip(cpu, wall, strict=True)]
+    return out, WALL if cuda else CPU
+
+
+def _warm(cfg: RunConfig, dataset):
+    """A run set up as `fit` sets it up, after `WARMUP_STEPS` training steps."""
+    s = setup_run(cfg, dataset=dataset)
     x, y, batch = s.ds.x_train, s.ds.y_train, cfg.batch_size
     warm = [(x[i : i + batch], y[i : i + batch], 1.0) for i in range(0, min(len(x), WARMUP_STEPS * batch), batch)]
     run_epoch(s.net, s.optimizer, s.regularizer, warm, len(warm), amp=cfg.amp)
-    times: list[float] = []
-    while len(times) < 2 or sum(times) < MIN_SECONDS:
-        started = time.perf_counter()
-        train_one_epoch(s.net, s.optimizer, s.regularizer, x, y, batch, s.generator, amp=cfg.amp)
-        if s.device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return s

@@ -1,0 +1,111 @@
+"""Answers that hold when asked again: samples per seed, replicates on their own seeds, the strength rule and the
+grid extended beyond its edge, P(A > B), agreement between two studies, and the timing phase's clock."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sandbag.cli import main
+from sandbag.study import plan
+from sandbag.study.config import StudyConfig, load_preset
+from sandbag.study.report import agreement
+from sandbag.study.stats import probability_of_improvement
+
+CHOSEN = {"l2": 1e-3, "l1": 1e-4, "noise": 0.3, "dropout": 0.4}
+
+
+def test_per_seed_sampling_pairs_arms_and_replicates_use_seeds_and_samples_of_their_own():
+    cfg = load_preset("standard")
+    assert cfg.data_sampling == "per-seed"
+    runs = plan.runs_of(cfg, "mnist-5k", CHOSEN)
+    assert all(r.config.data_seed == r.seed for r in runs)  # seed s: sample s, for every arm (paired)
+    again = StudyConfig.from_dict({**cfg.to_dict(), "replicate": 2})
+    seeds = {r.seed for r in plan.runs_of(again, "mnist-5k", CHOSEN)}
+    assert min(seeds) == 2000 and max(seeds) < 3000
+    assert not seeds & {r.seed for r in runs}
+    fixed = StudyConfig.from_dict({**cfg.to_dict(), "data_sampling": "fixed", "replicate": 1})
+    assert {r.config.data_seed for r in plan.runs_of(fixed, "mnist-5k", CHOSEN)} == {1000}  # one new sample
+    with pytest.raises(Exception, match="data_sampling must be one of fixed, per-seed"):
+        StudyConfig(data_sampling="random")
+
+
+def test_probability_of_improvement_is_the_share_of_seeds_with_its_wilson_interval(fresh_seed):
+    rng = np.random.default_rng(fresh_seed)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        d = rng.normal(rng.normal(0, 1), 1, size=n)
+        got = probability_of_improvement(list(d))
+        k = int((d > 0).sum())
+        ci = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert got["p"] == pytest.approx(k / n) and got["n"] == n, fresh_seed
+        assert (got["low"], got["high"]) == pytest.approx((ci.low, ci.high), abs=1e-9), (fresh_seed, d)
+    assert probability_of_improvement([0.0, 0.0, 1.0, -1.0])["p"] == 0.5  # ties count half
+    assert math.isnan(probability_of_improvement([])["p"])
+
+
+def _scores(table):
+    return {v: [(acc, 0.0) for acc in accs] for v, accs in table.items()}
+
+
+def test_the_one_standard_error_rule_picks_the_weakest_strength_within_noise_of_the_best():
+    scores = _scores({1e-6: [0.894, 0.895], 1e-5: [0.892, 0.894], 1e-4: [0.897, 0.898], 1e-3: [0.85, 0.86]})
+    assert plan.best_by_mean(scores) == 1e-4
+    assert plan.one_standard_error(scores) == 1e-4  # the others lie more than one standard error below
+    close = _scores({1e-6: [0.896, 0.897], 1e-5: [0.893, 0.894], 1e-4: [0.895, 0.899], 1e-3: [0.85, 0.86]})
+    assert plan.one_standard_error(close) == 1e-6  # within 0.002 of 0.897: the weakest
+    assert plan.one_standard_error(_scores({0.1: [0.9], 0.3: [0.91]})) == 0.3  # one seed: the best mean
+    chosen, fell_back = plan.choose_strengths(
+        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0}
+         for v, runs in close.items() for a, _ in runs], {"l2": 1e-3, "l1": 1e-4}, ["l2", "l1"])
+    assert chosen == {"l2": 1e-6, "l1": 1e-4} and fell_back == ["l1"]
+
+
+def test_a_best_strength_at_an_edge_extends_the_grid_one_step_within_the_valid_range():
+    top = _scores({0.4: [0.8], 0.6: [0.85], 0.8: [0.86], 0.9: [0.87]})
+    assert plan.beyond_edge([0.4, 0.6, 0.8, 0.9], top, "dropout") == 0.95  # 1.0 is no drop rate: halfway there
+    low = _scores({1e-5: [0.9], 1e-4: [0.8], 1e-3: [0.7]})
+    assert plan.beyond_edge([1e-5, 1e-4, 1e-3], low, "l2") == pytest.approx(1e-6)  # the grid's own ratio
+    assert plan.beyond_edge([0.1, 0.3, 0.5], _scores({0.1: [0.9], 0.3: [0.8], 0.5: [0.7]}), "noise") == 0.05
+    inside = _scores({1e-5: [0.8], 1e-4: [0.9], 1e-3: [0.7]})
+    assert plan.beyond_edge([1e-5, 1e-4, 1e-3], inside, "l2") is None
+
+
+def test_agreement_counts_parts_with_the_same_verdict_timed_apart():
+    def verdicts(*words, timed=(False, False, True)):
+        parts = [{"label": f"p{i}", "verdict": w, "mean": 0.1, "timed": t}
+                 for i, (w, t) in enumerate(zip(words, timed, strict=True))]
+        return [{"number": 1, "id": "c", "data": {"d": {"parts": parts}}}]
+
+    out = agreement(verdicts("supported", "negligible", "inconclusive"), verdicts("supported", "contradicted",
+                                                                                  "supported"))
+    assert (out["same"], out["total"], out["same_untimed"], out["total_untimed"]) == (1, 3, 1, 2)
+
+
+def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny_study, tmp_path, capsys):
+    """A replicate of the tiny study runs on its own seeds into <folder>-r1 and its report sets its verdicts
+    beside the original's; --retime on a finished study reuses every run and measures the timing phase again."""
+    from conftest import TINY
+
+    original = tmp_path / "tiny"
+    shutil.copytree(tiny_study[0], original)
+    before = sorted(p.name for p in (original / "runs" / "mnist-5k").iterdir())
+    assert main(["study", "--config", str(TINY), "--out", str(original), "--retime", "--quiet"]) == 0
+    assert sorted(p.name for p in (original / "runs" / "mnist-5k").iterdir()) == before
+    timing = json.loads((original / "timing.json").read_text())
+    assert timing["version"] == 2 and timing["clock"] == "thread CPU"
+    assert all(r["seconds_per_epoch"] > 0 and r["wall_seconds_per_epoch"] > 0 and r["epochs"] >= 2
+               for r in timing["rows"])
+    replicate = tmp_path / "tiny-r1"
+    assert main(["study", "--config", str(TINY), "--replicate", "1", "--out", str(replicate), "--quiet"]) == 0
+    folders = (replicate / "runs" / "mnist-5k").iterdir()
+    seeds = {json.loads(p.joinpath("config.json").read_text())["seed"] for p in folders}
+    assert seeds == {1000, 1001}
+    agreed = json.loads((replicate / "agreement.json").read_text())
+    assert agreed["against"] == str(original) and agreed["total"] > 20
+    report = (replicate / "report.md").read_text()
+    assert f"of {agreed['total']} parts reach the same verdict as" in report
+    assert "Replicate 1, seeds 1000-1001" in report
