@@ -109,3 +109,36 @@ def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny
     report = (replicate / "report.md").read_text()
     assert f"of {agreed['total']} parts reach the same verdict as" in report
     assert "Replicate 1, seeds 1000-1001" in report
+
+
+def test_the_spread_splits_into_sample_and_initialization_only_across_sampling_modes(fresh_seed):
+    from sandbag.study.report import variance_split
+
+    rng = np.random.default_rng(fresh_seed)
+
+    def rows(sd):
+        return [{"data": "d", "group": "headline", "arm": "none", "seed": s, "status": "finished",
+                 "test_acc": 0.9 + rng.normal(0, sd), "gap": 0.1 + rng.normal(0, sd)} for s in range(40)]
+
+    per_seed, fixed = rows(0.02), rows(0.01)
+    cfg = {"data": ["d"], "data_sampling": "per-seed"}
+    split = variance_split(cfg, per_seed, {"data_sampling": "fixed"}, fixed)
+    for x in split:
+        total, init = np.var([r[x["metric"]] for r in per_seed], ddof=1), np.var([r[x["metric"]] for r in fixed],
+                                                                                 ddof=1)
+        assert x["sample_share"] == pytest.approx(max(0.0, total - init) / total), fresh_seed
+    assert {x["metric"] for x in split} == {"test_acc", "gap"}
+    assert variance_split(cfg, per_seed, {"data_sampling": "per-seed"}, fixed) == []  # nothing separates them
+
+
+def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_study, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "strength_rules.py"
+    spec = importlib.util.spec_from_file_location("strength_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([tiny_study[0], tiny_study[0]])  # a study against itself: every rule agrees
+    out = capsys.readouterr().out
+    assert "one-standard-error: 4 of 4 techniques chosen alike" in out and "best-mean: 4 of 4" in out

@@ -192,6 +192,20 @@ KO: dict[str, str] = {
         "**주장 {which}은(는) 실험을 처음 실행한 뒤에 추가되거나 바뀌었습니다: 탐색적 주장이므로 사전 등록된 주장과 "
         "따로, 그들끼리 다중 비교를 보정합니다.**",
     "Against another study": "다른 실험과 비교",
+    "Where the spread comes from: not separable here. Both studies draw their samples alike; a study of the same "
+    "design with the other data_sampling (fixed or per-seed) splits the spread over seeds into the training sample's "
+    "share and the initialization's.":
+        "퍼짐의 출처: 여기서는 나눌 수 없다. 두 실험이 표본을 같은 방식으로 뽑기 때문이다. 같은 설계에 data_sampling만 "
+        "다른(fixed 또는 per-seed) 실험이 있으면 시드에 따른 퍼짐을 학습 표본의 몫과 초기화의 몫으로 나눈다.",
+    "Where the spread comes from": "퍼짐의 출처",
+    "Standard deviation over seeds with a sample per seed (sample and initialization) and with one fixed sample "
+    "(initialization only); the training sample's share of the variance is their difference over the first.":
+        "시드마다 표본을 뽑을 때(표본과 초기화)와 표본 하나로 고정할 때(초기화만)의 시드에 대한 표준편차; 학습 "
+        "표본이 차지하는 분산의 몫은 두 분산의 차이를 앞의 분산으로 나눈 값이다.",
+    "metric": "지표",
+    "sd, sample per seed": "표준편차, 시드별 표본",
+    "sd, fixed sample": "표준편차, 고정 표본",
+    "sample's share": "표본의 몫",
     "Chosen by the one-standard-error rule: the weakest strength whose mean validation accuracy is within one "
     "standard error (over the best strength's seeds) of the best mean, so that strengths the sweep cannot tell apart "
     "resolve the same way each time; the verdicts below speak of the strength this rule chose.":

@@ -62,8 +62,11 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
     blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t)
     if other is not None:
         agreed = agreement(verdicts, other)
-        files.write_json(study_dir / "agreement.json", jsonable({"against": str(against), **agreed}))
-        blocks += _agreement_section(agreed, str(against), shown, t)
+        their_meta = files.read_json(Path(against) / layout.STUDY) or {}
+        split = variance_split(cfg, rows, their_meta.get("config") or {}, read_results(against))
+        files.write_json(study_dir / "agreement.json", jsonable({"against": str(against), **agreed,
+                                                                 "variance": split}))
+        blocks += _agreement_section(agreed, str(against), shown, t) + _variance_section(split, t)
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
     return study_dir / "report.html"
@@ -413,6 +416,48 @@ def agreement(verdicts: list[dict], other: list[dict]) -> dict:
     untimed = [x for x in pairs if not x["timed"]]
     return {"pairs": pairs, "same": sum(x["same"] for x in pairs), "total": len(pairs),
             "same_untimed": sum(x["same"] for x in untimed), "total_untimed": len(untimed)}
+
+
+SPLIT_METRICS = ("test_acc", "gap")
+
+
+def variance_split(cfg: dict, rows: list[dict], their_cfg: dict, their_rows: list[dict]) -> list[dict]:
+    """Where the spread over seeds comes from, for the headline arms' test accuracy and gap, when one study draws a
+    sample per seed and the other trains every seed on one fixed sample (the same design otherwise): the fixed
+    study's variance over seeds is the initialization's (and batch order's), the per-seed study's is that plus the
+    sample's, so the sample's share is their difference (floored at 0) over the per-seed variance. [] when both
+    studies sample alike: then no pair of them separates the two sources."""
+    modes = {cfg.get("data_sampling", "fixed"), their_cfg.get("data_sampling", "fixed")}
+    if modes != {"fixed", "per-seed"}:
+        return []
+    per_seed, fixed = (rows, their_rows) if cfg.get("data_sampling") == "per-seed" else (their_rows, rows)
+    out = []
+    for data in cfg["data"]:
+        for arm in dict.fromkeys(r["arm"] for r in per_seed if r["group"] == "headline" and r["data"] == data):
+            for metric in SPLIT_METRICS:
+                both = [stats.mean_std(r[metric] for r in _runs(x, data, "headline", arm))[1]
+                        for x in (per_seed, fixed)]
+                if not all(math.isfinite(sd) for sd in both):
+                    continue
+                total, init = both[0] ** 2, both[1] ** 2
+                out.append({"data": data, "arm": arm, "metric": metric, "sd_total": both[0], "sd_init": both[1],
+                            "sample_share": max(0.0, total - init) / total if total > 0 else math.nan})
+    return out
+
+
+def _variance_section(split: list[dict], t) -> list[tuple]:
+    if not split:
+        return [("p", t("Where the spread comes from: not separable here. Both studies draw their samples alike; a "
+                        "study of the same design with the other data_sampling (fixed or per-seed) splits the spread "
+                        "over seeds into the training sample's share and the initialization's."))]
+    rows = [[x["arm"], x["metric"], _g(x["sd_total"]), _g(x["sd_init"]), f"{x['sample_share']:.0%}"
+             if math.isfinite(x["sample_share"]) else "n/a"] for x in split]
+    return [("h3", t("Where the spread comes from")),
+            ("p", t("Standard deviation over seeds with a sample per seed (sample and initialization) and with one "
+                    "fixed sample (initialization only); the training sample's share of the variance is their "
+                    "difference over the first.")),
+            ("table", [t("arm"), t("metric"), t("sd, sample per seed"), t("sd, fixed sample"),
+                       t("sample's share")], rows)]
 
 
 def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[tuple]:

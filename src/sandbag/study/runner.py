@@ -223,7 +223,7 @@ class Scheduler:
             len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.data
         )
         queue = self.reuse(queue)
-        queue.extend(self.release(queue))  # on resume a finished sweep releases its dependent runs at once
+        self.enqueue(queue, self.release(queue))  # on resume a finished sweep releases its dependent runs at once
         pool = self.executor
         slots = self.progress.slots = pool.capacity(self.cfg.nproc)
         running: dict[Future, tuple[list[Run], float]] = {}  # each task: its runs (seeds trained together), start
@@ -241,7 +241,7 @@ class Scheduler:
                                      time.perf_counter() - submitted)
                 self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
-                queue.extend(self.release(queue, [run for runs, _ in running.values() for run in runs]))
+                self.enqueue(queue, self.release(queue, [run for runs, _ in running.values() for run in runs]))
         except BaseException:
             pool.shutdown(cancel=True)
             self.write()
@@ -330,6 +330,13 @@ class Scheduler:
                 self.fallbacks[data] = fell_back
             released += self.reuse(dependent_runs(self.cfg, data, self.chosen[data]))
         return released  # queued after the independent runs still waiting
+
+    @staticmethod
+    def enqueue(queue: list[Run], released: list[Run]) -> None:
+        """Released runs into the queue: sweep runs (strengths beyond a grid's edge) at its front, since the runs
+        at the chosen strengths wait for them; the others at its back."""
+        queue[:0] = [r for r in released if r.group == "sweep"]
+        queue.extend(r for r in released if r.group != "sweep")
 
     def sweep_rows(self, data: str) -> list[dict]:
         return [row for run, row in self.rows.items() if run.data == data and run.group == "sweep"]
