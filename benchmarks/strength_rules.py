@@ -1,6 +1,6 @@
 """Which strength rule makes two replicates of a study choose alike: each rule of `sandbag.study.plan.RULES` applied
 to both studies' sweeps, per data set and technique, with whether the two picks are the same strength or grid
-neighbours (in the union of the two grids). The rule the study keeps (`plan.RULE`) was chosen by this count.
+neighbours (in the union of the two grids): the count that should decide which rule the study keeps (`plan.RULE`).
 
     python benchmarks/strength_rules.py STUDY_A STUDY_B [STUDY_C ...]
 """
