@@ -97,7 +97,7 @@ def test_report_has_the_decision_sections_and_the_timing_phase(tiny_study):
         assert f"{decided} of 15 claims decided" in page
         assert f"{survive} of {len(paired)} paired parts survive Holm" in page
         assert "Smallest effects of interest: test_acc 0.003" in page
-        assert "seconds per epoch per arm and repetition, timed alone" in page
+        assert "thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition" in page
         assert ("could still move claims" in page) == bool(inconclusive)
         for part in with_power:
             assert f"Power ({part['label']})" in page or f"Power ({part['label'].replace('<', '&lt;')})" in page
