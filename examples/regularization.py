@@ -399,7 +399,7 @@ plt.show()
 # claims (7 and 12) cannot be decided without their timing phase. Claim 4 is a computation rather than an experiment, so
 # it can be decided even here. With so little training the accuracies are rough, and BN in particular can look poor:
 # evaluation uses its running statistics, which may still lag behind weights that change fast this early. For verdicts
-# that mean something, run `sandbag study` (the standard preset, about fourteen minutes on two cores). Rerunning this cell
+# that mean something, run `sandbag study` (the standard preset, about 14 minutes on two cores). Rerunning this cell
 # reuses the finished runs.
 
 # %%
