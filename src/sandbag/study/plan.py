@@ -181,16 +181,17 @@ def _sweep(cfg, swept: list[str]) -> list[dict]:
     """The validation sweep's arms for the techniques in `swept`: none, then each strength of each grid."""
     if not swept:
         return []
-    out = [{**sweep_arm(cfg, "none", 0.0), "arm": "none", "technique": "none", "specs": [], "base": "none"}]
-    return out + [sweep_arm(cfg, t, value) for t in swept for value in cfg.grid(t)]
+    return [sweep_arm(cfg), *(sweep_arm(cfg, t, value) for t in swept for value in cfg.grid(t))]
 
 
-def sweep_arm(cfg, technique: str, value: float) -> dict:
-    """The sweep's arm for one strength of a technique (also for a strength the sweep adds beyond its grid)."""
-    name = f"{technique}={value:g}"
+def sweep_arm(cfg, technique: str = "none", value: float | None = None) -> dict:
+    """The sweep's arm for one strength of a technique (also for a strength the sweep adds beyond its grid), or
+    without a technique: the baseline the sweep's strengths are seen against."""
+    name = "none" if value is None else f"{technique}={value:g}"
+    specs = [] if value is None else [f"{technique}={value!r}"]
     return {"group": "sweep", "seeds": cfg.sweep_seeds, "batch_size": cfg.batch_size, "epochs": cfg.sweep_epochs,
             "dependent": False, "overrides": {"epochs": cfg.sweep_epochs}, "arm": name, "technique": technique,
-            "specs": [f"{technique}={value!r}"], "base": name}
+            "specs": specs, "base": name}
 
 
 def planned_arms(cfg, tables: list[dict] | None = None) -> list[dict]:
