@@ -61,7 +61,11 @@ def test_the_one_standard_error_rule_picks_the_weakest_strength_within_noise_of_
     chosen, fell_back = plan.choose_strengths(
         [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0}
          for v, runs in close.items() for a, _ in runs], {"l2": 1e-3, "l1": 1e-4}, ["l2", "l1"])
-    assert chosen == {"l2": 1e-6, "l1": 1e-4} and fell_back == ["l1"]
+    assert chosen == {"l2": 1e-4, "l1": 1e-4} and fell_back == ["l1"]  # the study's rule: the best mean
+    chosen, _ = plan.choose_strengths(
+        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0}
+         for v, runs in close.items() for a, _ in runs], {"l2": 1e-3}, ["l2"], rule="one-standard-error")
+    assert chosen == {"l2": 1e-6}
 
 
 def test_a_best_strength_at_an_edge_extends_the_grid_one_step_within_the_valid_range():
@@ -139,6 +143,6 @@ def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_st
     spec = importlib.util.spec_from_file_location("strength_rules", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main([tiny_study[0], tiny_study[0]])  # a study against itself: every rule agrees
+    module.main([tiny_study[0]] * 3)  # a study against itself: every rule agrees, in each of the 3 pairs
     out = capsys.readouterr().out
-    assert "one-standard-error: 4 of 4 techniques chosen alike" in out and "best-mean: 4 of 4" in out
+    assert "one-standard-error: 12 of 12 pairs of replicates chose alike" in out and "best-mean: 12 of 12" in out
