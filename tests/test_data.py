@@ -6,7 +6,6 @@ import gzip
 import io
 import shutil
 import struct
-import time
 import tracemalloc
 import zipfile
 import zlib
@@ -237,13 +236,12 @@ def test_idx_header_disagreeing_with_size_fails_before_allocating(tmp_path):
     for path in (raw, gz, wrap):
         tracemalloc.start()
         try:
-            start = time.perf_counter()
             with pytest.raises(DataError, match="bytes"):
                 read_idx(path)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-        assert time.perf_counter() - start < 1 and peak < 2**20, path.name
+        assert peak < 2**20, path.name  # refused before the claimed size was allocated or read
 
 
 def test_idx_size_off_by_one_is_refused(tmp_path):

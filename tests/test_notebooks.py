@@ -22,7 +22,6 @@ NOTEBOOKS = {"en": ROOT / "examples" / "regularization.py", "ko": ROOT / "exampl
 # Budgets, loose enough for a busy machine: on this project's 2-core machine, shared with other test runs (load 2.5-3,
 # 2026-12-02), a notebook took 35-85 s and 40-81 CPU s (the kernel and the study's workers), the study cell about half.
 CELL_TIMEOUT = 300  # seconds for one cell
-WALL_BUDGET = 300  # seconds for a whole notebook
 CPU_BUDGET = 150  # CPU seconds for a whole notebook: depends less than wall time on how busy the machine is
 GLYPH = re.compile(r"Glyph \d+ .*missing from font")
 SETUP = f"""\
@@ -104,7 +103,6 @@ def test_the_notebook_runs_and_shows_a_figure_in_every_section(lang, workdir):
     assert len(sections(nb)) == 8
     assert not problems(nb), "\n".join(problems(nb))
     assert cpu < CPU_BUDGET, f"{NOTEBOOKS[lang].name} used {cpu:.0f} CPU s (budget {CPU_BUDGET}); keep it small"
-    assert wall < WALL_BUDGET, f"{NOTEBOOKS[lang].name} took {wall:.0f} s (budget {WALL_BUDGET})"
     assert (workdir / "notebook-study" / "verdicts.json").is_file()
     assert (workdir / "notebook-compare" / "verdicts.json").is_file()
 

@@ -30,14 +30,14 @@ def _env():
 
 
 def _sandbag(*args, cwd):
-    """`sandbag ...` with stdout and stderr pipes (not terminals): (first stdout line, whether the command was still
-    running when it arrived, the whole stdout, stderr, exit code)."""
+    """`sandbag ...` with stdout and stderr pipes (not terminals): (first stdout line, the clock time it arrived (to
+    compare with the files the command wrote after it), the whole stdout, stderr, exit code)."""
     proc = subprocess.Popen([sys.executable, "-m", "sandbag", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=cwd, env=_env())
     first = proc.stdout.readline()
-    alive = proc.poll() is None
+    arrived = time.time()
     rest, err = proc.communicate(timeout=300)
-    return first, alive, first + rest, err, proc.returncode
+    return first, arrived, first + rest, err, proc.returncode
 
 
 def _clean(out: str) -> None:
@@ -52,11 +52,12 @@ TRAIN = ("train", "--train-size", "100", "--batch-size", "32", "--val-size", "50
 
 
 def test_train_prints_one_line_per_epoch_as_it_goes(tmp_path):
-    first, alive, out, err, code = _sandbag(*TRAIN, "--epochs", "3", "--eval-every", "2", "--out", "run",
+    first, arrived, out, err, code = _sandbag(*TRAIN, "--epochs", "3", "--eval-every", "2", "--out", "run",
                                             cwd=tmp_path)
     assert code == 0, err[-2000:]
     _clean(out)
-    assert alive and EPOCH_LINE.fullmatch(first.rstrip("\n")), first  # flushed at once, not at exit
+    assert EPOCH_LINE.fullmatch(first.rstrip("\n")), first
+    assert arrived < (tmp_path / "run" / "model.pt").stat().st_mtime  # flushed at once, not at exit
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
     assert [EPOCH_LINE.fullmatch(line).group(1, 2) for line in lines] == [("1", "3"), ("2", "3"), ("3", "3")], out
     assert out.splitlines()[:3] == lines  # nothing before or between them; the metrics table comes after
@@ -126,10 +127,10 @@ def small_study(tmp_path_factory):
     config = root / "small.toml"
     config.write_text(text)
     started = time.perf_counter()
-    first, alive, out, err, code = _sandbag("study", "--config", str(config), "--out", "study", "--workers", "2",
+    first, arrived, out, err, code = _sandbag("study", "--config", str(config), "--out", "study", "--workers", "2",
                                             "--threads", "1", cwd=root)
     assert code == 0, err[-3000:]
-    return root / "study", config, first, alive, out, time.perf_counter() - started
+    return root / "study", config, first, arrived, out, time.perf_counter() - started
 
 
 def _run_lines(out: str) -> list[re.Match]:
@@ -137,9 +138,11 @@ def _run_lines(out: str) -> list[re.Match]:
 
 
 def test_study_prints_one_line_per_finished_run_in_order(small_study):
-    folder, _, first, alive, out, _ = small_study
+    folder, _, first, arrived, out, _ = small_study
     _clean(out)
-    assert alive and RUN_LINE.fullmatch(first.rstrip("\n")), first  # flushed at once, not at exit
+    assert RUN_LINE.fullmatch(first.rstrip("\n")), first
+    last_run = max(p.stat().st_mtime for p in folder.glob("runs/*/*/summary.json"))
+    assert arrived < last_run  # flushed at once, not at exit
     lines = out.splitlines()
     matches = _run_lines(out)
     total = int(matches[0].group(2))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import TINY
 from sandbag.cli import main
 from sandbag.study import plan
 from sandbag.study.config import StudyConfig, load_preset
@@ -146,3 +147,15 @@ def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_st
     module.main([tiny_study[0]] * 3)  # a study against itself: every rule agrees, in each of the 3 pairs
     out = capsys.readouterr().out
     assert "one-standard-error: 12 of 12 pairs of replicates chose alike" in out and "best-mean: 12 of 12" in out
+
+
+def test_a_replicate_refuses_a_folder_that_holds_another_replicate(tiny_study, tmp_path, capsys):
+    """`--replicate 1 --out FOLDER_OF_REPLICATE_0` would overwrite its results, verdicts and report: one line,
+    exit 2, the folder as it was."""
+    study = tmp_path / "study"
+    shutil.copytree(tiny_study[0], study)
+    before = (study / "results.csv").read_text()
+    code = main(["study", "--config", str(TINY), "--replicate", "1", "--out", str(study), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "holds replicate 0" in err[0] and "--out study-r1" in err[0], err
+    assert (study / "results.csv").read_text() == before

@@ -298,7 +298,7 @@ def _cmd_study(args) -> int:
     out = _run_and_report(cfg, args)
     _print_verdicts(out, args.quiet, args.lang)
     _print_costs(out)
-    return 0
+    return _failed_runs(out, args.debug)
 
 
 def _run_and_report(cfg, args) -> Path:
@@ -346,6 +346,26 @@ def _print_costs(out: Path) -> None:
     print(out / "report.html")
 
 
+def _failed_runs(out: Path, debug: bool) -> int:
+    """The study's exit code: 1 with one line naming the failed runs and why ("2 of 144 runs failed: ..."), else
+    0. With --debug, each failed run's traceback first (failed.json keeps it)."""
+    from . import files
+    from .study.executors import FAILED
+    from .study.results import read_results
+
+    rows = read_results(out)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if not failed:
+        return 0
+    if debug:
+        for r in failed:
+            print((files.read_json(out / r["run_dir"] / FAILED) or {}).get("traceback", ""), file=sys.stderr)
+    named = "; ".join(f"{r['group']}/{r['arm']} seed {r['seed']} ({r['reason']})" for r in failed[:3])
+    more = f"; and {len(failed) - 3} more (results.csv)" if len(failed) > 3 else ""
+    print(f"sandbag: {len(failed)} of {len(rows)} runs failed: {named}{more}", file=sys.stderr)
+    return 1
+
+
 def _cmd_compare(args) -> int:
     from .study.compare import SETTINGS, compare_config
 
@@ -353,7 +373,7 @@ def _cmd_compare(args) -> int:
     out = _run_and_report(cfg, args)
     _print_comparison(out, args.lang)
     _print_costs(out)
-    return 0
+    return _failed_runs(out, args.debug)
 
 
 def _print_comparison(out: Path, lang: str) -> None:

@@ -103,6 +103,7 @@ class StudyProgress:
         self.lines, self.out = lines_wanted(enabled, self.enabled), sys.stdout
         self.show_data = show_data  # name the data set in each line (a study of several)
         self.shown = self.reused = 0  # runs finished here and reused runs already printed
+        self.noted = 0  # the progress's notes already printed (a lost worker: one line each)
         self.bar = None
 
     def __enter__(self):
@@ -117,6 +118,12 @@ class StudyProgress:
         return self
 
     def update(self, p) -> None:
+        for note in p.notes[self.noted:]:
+            if self.bar:
+                self.bar.console.print(note, markup=False, highlight=False)
+            elif self.lines:
+                print(note, file=self.out, flush=True)
+            self.noted += 1
         if self.bar:
             left = p.total - p.done - p.running
             info = f"{p.running} running, {left} left" + (f", {p.reused} reused" if p.reused else "")

@@ -155,6 +155,25 @@ def check_values(part: Part, table: dict, data: str) -> dict[int, float]:
     return per_seed(table, data, part.a, part)
 
 
+def failed_seeds(rows: list[dict]) -> dict:
+    """{(data, group, arm): [seeds]} of the runs that failed (raised, or lost their worker for good)."""
+    out: dict = {}
+    for row in rows:
+        if row.get("status") == "failed":
+            out.setdefault((row["data"], row["group"], row["arm"]), []).append(int(row["seed"]))
+    return out
+
+
+def lacking(result: dict, part: Part, failed: dict, data: str) -> dict:
+    """A part whose arms lack seeds because their runs failed is inconclusive, with the reason: the seeds left
+    could be the ones on which an arm happens to work (a run that fails is rarely a random one)."""
+    missing = [f"{'/'.join(arm)} seed {s}" for arm in sorted(part.arms()) for s in failed.get((data, *arm), [])]
+    if not missing:
+        return result
+    return {**result, "verdict": INCONCLUSIVE, "missing": missing,
+            "reason": f"runs failed: {', '.join(missing)} (see results.csv)"}
+
+
 def evaluate_part(part: Part, table: dict, data: str) -> dict:
     if part.kind in ("check", "builtin"):
         values = check_values(part, table, data)
@@ -175,11 +194,13 @@ def evaluate_claims(data_sets: list[str], rows: list[dict], claims: list[Claim],
     `exploratory`: ids of the claims added or changed since the study first ran."""
     table = results_table(rows)
     timed = results_table([{**r, "status": "finished"} for r in timing]) if timing else table
+    failed = failed_seeds(rows)
     out = []
     for claim in claims:
         per_data = {}
         for data in data_sets:
-            parts = [evaluate_part(part, timed if part.timed else table, data) for part in claim.parts]
+            parts = [lacking(evaluate_part(part, timed if part.timed else table, data), part, failed, data)
+                     for part in claim.parts]
             verdicts = [p["verdict"] for p in parts]
             per_data[data] = {"verdict": combine(verdicts) if parts else INCONCLUSIVE,
                               "decided": bool(parts) and all(v in DECIDED for v in verdicts), "parts": parts}

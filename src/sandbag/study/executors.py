@@ -17,14 +17,21 @@ Ray is optional: ``pip install 'sandbag[ray]'``.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import tempfile
 import time
+import traceback
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
 from .. import files
 from ..errors import ConfigError, one_line
+
+FAILED = "failed.json"  # a run that raised: its one-line reason and traceback (no summary.json, so a rerun redoes it)
+WORKER = "worker.json"  # the pid of the local worker process that has the run (which run a lost worker had)
 
 EXECUTORS = ("local", "ray")
 
@@ -36,8 +43,40 @@ def init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def execute(cfg_dict: dict, folder: str) -> dict:
-    """Worker entry point: one run, its folder written by `train.fit` (data-parallel under torchrun if nproc > 1),
+def failed(folders: list[str], exc: Exception) -> list[dict]:
+    """A run that raised (the user's factory, `MemoryError`, a diverging custom loss): failed.json in each of its
+    folders, with the one-line reason and the traceback (`sandbag study --debug` prints it); the summaries the
+    scheduler records instead of the runs' own. The other runs of the study go on."""
+    reason = one_line(exc, named=True)
+    record = {"status": "failed", "reason": reason, "traceback": traceback.format_exc()}
+    for folder in folders:
+        files.write_json(Path(folder) / FAILED, record)
+    return [{"status": "failed", "reason": reason} for _ in folders]
+
+
+def start_folders(folders: list[str], pid: int | None = None) -> None:
+    """Before a run: no failed.json from an earlier try; with `pid`, worker.json naming the process that has it."""
+    for folder in folders:
+        Path(folder, FAILED).unlink(missing_ok=True)
+        if pid is not None:
+            files.write_json(Path(folder) / WORKER, {"pid": pid})
+
+
+def execute(cfg_dict: dict, folder: str, pid: int | None = None) -> dict:
+    """Worker entry point: one run, or its failure (`failed`) if it raises; see `train_and_probe`."""
+    start_folders([folder], pid)
+    try:
+        return train_and_probe(cfg_dict, folder)
+    except Exception as exc:
+        return failed([folder], exc)[0]
+
+
+def local_execute(cfg_dict: dict, folder: str) -> dict:
+    return execute(cfg_dict, folder, os.getpid())
+
+
+def train_and_probe(cfg_dict: dict, folder: str) -> dict:
+    """One run, its folder written by `train.fit` (data-parallel under torchrun if nproc > 1),
     then the probe step (`sandbag.study.probes`) on the trained model; returns the run's summary with the probe
     step's seconds (``probe_seconds``, for the study's time itemization)."""
     from ..runs import RunConfig
@@ -57,10 +96,22 @@ def execute(cfg_dict: dict, folder: str) -> dict:
     return {**summary, "probe_seconds": time.perf_counter() - started}
 
 
-def execute_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
+def execute_seeds(cfg_dicts: list[dict], folders: list[str], pid: int | None = None) -> list[dict]:
     """Worker entry point for runs that differ only in their seed: trained together as one vmapped model
     (`sandbag.multiseed.fit_seeds`), each seed's folder written as `fit` writes it, then each probed. Returns the
-    runs' summaries in order, each with its probe step's seconds."""
+    runs' summaries in order, each with its probe step's seconds; all of them failed if the training raises."""
+    start_folders(folders, pid)
+    try:
+        return train_and_probe_seeds(cfg_dicts, folders)
+    except Exception as exc:
+        return failed(folders, exc)
+
+
+def local_execute_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
+    return execute_seeds(cfg_dicts, folders, os.getpid())
+
+
+def train_and_probe_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
     from ..multiseed import fit_seeds
     from ..runs import RunConfig
     from .probes import probe_run
@@ -97,6 +148,18 @@ class Executor:
     def shutdown(self, cancel: bool = False) -> None:
         """Wait for (or with `cancel`, drop) what is pending and release the workers."""
 
+    def lost(self, exc: BaseException) -> bool:
+        """Whether a task's exception says its worker was lost (not that the run failed): its runs are redone."""
+        return False
+
+    def lost_workers(self, folders: list[str]) -> dict[str, str]:
+        """After a loss: of the lost tasks' run folders, those whose own worker died, each with how it ended
+        ("killed by SIGKILL", "exit code 3"); the others were stopped with it (an empty dict: unknown)."""
+        return {}
+
+    def restart(self) -> None:
+        """Fresh workers after a loss."""
+
     def describe(self) -> dict:
         return {"executor": self.name}
 
@@ -126,23 +189,70 @@ class LocalExecutor(Executor):
 
     def __init__(self, workers: int, threads: int):
         self.workers, self.threads = workers, threads
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                        initializer=init_worker, initargs=(threads,))
+        self.processes: dict = {}  # pid -> multiprocessing.Process of every worker this pool started
+        self.pool = self.start()
+
+    def start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                   initializer=init_worker, initargs=(self.threads,))
 
     def capacity(self, nproc: int = 1) -> int:
         return max(1, self.workers // nproc)
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
-        return self.pool.submit(execute, cfg_dict, folder)
+        return self.watched(self.pool.submit(local_execute, cfg_dict, folder))
 
     def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
-        return self.pool.submit(execute_seeds, cfg_dicts, folders)
+        return self.watched(self.pool.submit(local_execute_seeds, cfg_dicts, folders))
+
+    def watched(self, future: Future) -> Future:
+        # The pool's worker processes, kept to read a lost one's exit code: ProcessPoolExecutor only says that "a
+        # process terminated abruptly" (its `_processes` is private, read-only here; spawned workers start on submit).
+        self.processes.update(getattr(self.pool, "_processes", None) or {})
+        return future
+
+    def lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, BrokenProcessPool)
+
+    def lost_workers(self, folders: list[str]) -> dict[str, str]:
+        for process in self.processes.values():  # the pool sets the futures' errors before it stops the workers
+            process.join(timeout=10)
+        ended = {}
+        for folder in folders:
+            pid = (files.read_json(Path(folder) / WORKER) or {}).get("pid")
+            process = self.processes.get(pid)
+            code = process.exitcode if process is not None else None
+            # the pool stops its other workers with SIGTERM once one is lost: those did not die of themselves
+            if code not in (None, 0, -signal.SIGTERM):
+                ended[folder] = exit_description(code)
+        if not ended:  # none stood out (e.g. a SIGTERM from outside): every lost task's worker is suspect
+            for folder in folders:
+                pid = (files.read_json(Path(folder) / WORKER) or {}).get("pid")
+                process = self.processes.get(pid)
+                if process is not None and process.exitcode not in (None, 0):
+                    ended[folder] = exit_description(process.exitcode)
+        return ended
+
+    def restart(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.processes.clear()
+        self.pool = self.start()
 
     def shutdown(self, cancel: bool = False) -> None:
         self.pool.shutdown(wait=True, cancel_futures=cancel)
 
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers, "threads_per_worker": self.threads}
+
+
+def exit_description(code: int) -> str:
+    """A process's exit code in words: "killed by SIGKILL" for a signal, else "exit code N"."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 # ----------------------------------------------------------------------------------------------------------------

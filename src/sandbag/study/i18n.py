@@ -110,6 +110,11 @@ KO: dict[str, str] = {
     ", held out of the test set": " (테스트 데이터와 겹치지 않음)",
     "a {fraction} stratified split carved from the training data": "학습 데이터에서 떼어 낸 {fraction} 층화 분할",
     # --- report: problems
+    "**{n} run(s) failed and are left out; the claims that read their arms are inconclusive. Run the same command "
+    "on this folder again to retry them:** {names}.":
+        "**{n}회 학습이 실패해 뺐습니다. 그 팔을 읽는 주장은 판정 불가입니다. 같은 명령을 이 폴더에 다시 실행하면 "
+        "다시 시도합니다:** {names}.",
+    "Inconclusive ({label}): runs failed ({runs}).": "판정 불가({label}): 실패한 학습 ({runs}).",
     "**{n} run(s) did not finish (status diverged: NaN/inf loss) and are left out of every comparison:** {names}.":
         "**{n}회 학습이 끝나지 못했습니다(발산: 손실이 NaN/inf). 모든 비교에서 뺐습니다:** {names}.",
     "**{n} finished run(s) have no probes.json (measurements of the trained model); the claims that need them are "

@@ -525,7 +525,13 @@ def _timing_method(timing: dict, t) -> str:
 def _problems(meta, rows, t) -> list[tuple]:
     """Diverged runs and strengths that fell back to the textbook value: said up front, never hidden."""
     out = []
-    diverged = [r for r in rows if r["status"] != "finished"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        names = "; ".join(f"{r['data']}/{r['group']}/{r['arm']} seed {r['seed']}: {r.get('reason')}" for r in failed)
+        out.append(("p", t("**{n} run(s) failed and are left out; the claims that read their arms are "
+                           "inconclusive. Run the same command on this folder again to retry them:** {names}.",
+                           n=len(failed), names=names)))
+    diverged = [r for r in rows if r["status"] not in ("finished", "failed")]
     if diverged:
         names = ", ".join(sorted({f"{r['data']}/{r['group']}/{r['arm']}" for r in diverged}))
         out.append(("p", t("**{n} run(s) did not finish (status diverged: NaN/inf loss) and are left out of every "
@@ -657,6 +663,10 @@ def _smallest(cfg: dict, t) -> str:
 def _power_lines(parts: list[dict], t) -> list[str]:
     lines = []
     for p in parts:
+        if p.get("missing"):
+            lines.append(t("Inconclusive ({label}): runs failed ({runs}).", label=p["label"],
+                           runs=", ".join(p["missing"])))
+            continue
         power = p.get("power")
         if p["verdict"] != stats.INCONCLUSIVE or not power or power.get("detectable") is None:
             continue

@@ -17,7 +17,7 @@ RESULT_COLUMNS = [
     "data", "group", "arm", "technique", "seed", "regs", "strength", "batch_size", "epochs", "val_fraction", "status",
     "epochs_done", "train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss", "running_loss",
     "running_acc", "penalty", "weight_l2", "frac_small", "frac_zero", "epochs_to_target", "seconds_per_epoch",
-    "total_seconds", "params", "trainable_params", "config_key", "run_dir",
+    "total_seconds", "params", "trainable_params", "config_key", "run_dir", "reason",
 ]
 # The numeric columns a claim's part may compare (its `metric`), besides probe.<field> and timing.<quantity>
 METRICS = ["train_acc", "val_acc", "test_acc", "gap", "train_loss", "val_loss", "test_loss", "running_loss",
@@ -54,16 +54,25 @@ def epochs_to_target(metrics: list[dict], target: float, chance: float) -> float
 
 def result_row(run, study_dir: Path, summary: dict, learn_target: float) -> dict:
     """One results.csv row for a `plan.Run` whose folder holds `summary`."""
-    folder = run.folder(study_dir)
-    strength = next((float(r.split("=")[1].split(":")[0]) for r in run.config.regs if "=" in r), None)
     return {
-        "data": run.data, "group": run.group, "arm": run.arm, "technique": run.technique, "seed": run.seed,
-        "regs": " ".join(run.config.regs), "strength": strength, "batch_size": run.config.batch_size,
-        "epochs": run.config.epochs, "val_fraction": run.config.val_fraction,
-        "run_dir": str(folder.relative_to(study_dir)),
+        **identity(run, study_dir),
         **{k: v for k, v in summary.items() if k not in ("device",)},
-        "epochs_to_target": epochs_to_target(read_metrics(folder), learn_target, chance=0.1),
+        "epochs_to_target": epochs_to_target(read_metrics(run.folder(study_dir)), learn_target, chance=0.1),
     }
+
+
+def identity(run, study_dir: Path) -> dict:
+    """What a result row says about its run before any figure: data, group, arm, seed, specs, folder."""
+    strength = next((float(r.split("=")[1].split(":")[0]) for r in run.config.regs if "=" in r), None)
+    return {"data": run.data, "group": run.group, "arm": run.arm, "technique": run.technique, "seed": run.seed,
+            "regs": " ".join(run.config.regs), "strength": strength, "batch_size": run.config.batch_size,
+            "epochs": run.config.epochs, "val_fraction": run.config.val_fraction,
+            "run_dir": str(run.folder(study_dir).relative_to(study_dir))}
+
+
+def failed_row(run, study_dir: Path, reason: str) -> dict:
+    """The results.csv row of a run that failed: what it is, status ``failed`` and the one-line reason."""
+    return {**identity(run, study_dir), "status": "failed", "reason": reason, "config_key": run.config.key()}
 
 
 def write_results(study_dir: Path, rows: list[dict]) -> None:

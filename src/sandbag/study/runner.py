@@ -30,7 +30,7 @@ from ..regularizers import TECHNIQUES, tunable
 from ..runs import read_summary, versions
 from . import costs, probes, schema, timing
 from .config import StudyConfig
-from .executors import Executor, LocalExecutor, make_executor
+from .executors import FAILED, Executor, LocalExecutor, make_executor
 from .layout import STUDY, TIMING
 from .plan import (
     MAX_EXTENSIONS,
@@ -44,7 +44,9 @@ from .plan import (
     sweep_scores,
 )
 from .plan import RULE as STRENGTH_RULE
-from .results import result_row, write_results
+from .results import failed_row, result_row, write_results
+
+MAX_LOSSES = 3  # a run whose worker is lost this many times is marked failed (the run itself may kill it: memory)
 
 
 def _seedless(run: Run) -> tuple:
@@ -125,6 +127,7 @@ class Progress:
     probed: int = 0  # reused runs probed here because their folder had no probes.json
     slots: int = 1  # runs at a time (the executor's capacity)
     finished: list[RunDone] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one line per event a display prints once (a lost worker)
 
 
 def run_study(
@@ -154,7 +157,12 @@ def run_study(
     workers, threads = workers or default_workers, threads or default_threads
     with StudyLock(study_dir):
         started = time.perf_counter()
-        meta = study_meta(cfg, command, workers, threads, files.read_json(study_dir / STUDY))
+        before = files.read_json(study_dir / STUDY)
+        other = ((before or {}).get("config") or {}).get("replicate", 0)
+        if before and other != cfg.replicate:  # its results.csv, verdicts and report would be overwritten
+            raise ConfigError(f"{study_dir} holds replicate {other} of a study; run replicate {cfg.replicate} into "
+                              f"a folder of its own (--out {study_dir.name}-r{cfg.replicate})")
+        meta = study_meta(cfg, command, workers, threads, before)
         pool = make_executor(executor, workers=workers, threads=threads, address=address)
         if seeds_together is None:
             seeds_together = executor == "local" and seeds_together_default()
@@ -215,6 +223,7 @@ class Scheduler:
         self.fallbacks: dict[str, list[str]] = {}
         self.grids: dict[str, dict[str, list[float]]] = {}  # per data set, each swept technique's grid as extended
         self.progress = Progress()
+        self.losses: dict[Run, int] = {}  # lost workers per run (see `requeue`)
         self.costs: list[dict[str, float]] = []  # worker-seconds per category of each run done here
 
     def run(self) -> tuple[list[dict], dict]:
@@ -231,14 +240,19 @@ class Scheduler:
             while queue or running:
                 while queue and len(running) < slots:
                     runs = self.take(queue)
-                    running[self.submit(runs)] = runs, time.perf_counter()
+                    try:
+                        running[self.submit(runs)] = runs, time.perf_counter()
+                    except Exception as exc:  # a worker was lost since the last wait: the pool takes no more
+                        if not pool.lost(exc):
+                            raise
+                        queue[:0] = runs
+                        self.requeue(queue, self.collect(wait(running)[0], running))
                 self.report(len(running))
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    runs, submitted = running.pop(future)
-                    result = future.result()  # a failure in a run is a bug: let it surface
-                    self.record_task(runs, result if isinstance(result, list) else [result],
-                                     time.perf_counter() - submitted)
+                lost = self.collect(finished, running)
+                if lost:  # the pool stops its other workers too: wait for their tasks, then start afresh
+                    lost += self.collect(wait(running)[0], running)
+                    self.requeue(queue, lost)
                 self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
                 self.enqueue(queue, self.release(queue, [run for runs, _ in running.values() for run in runs]))
@@ -251,6 +265,46 @@ class Scheduler:
         self.report(0)
         self.write()
         return list(self.rows.values()), self.chosen
+
+    def collect(self, finished: Iterable[Future], running: dict) -> list[Run]:
+        """Record the runs of the finished tasks (a run that raised comes back as failed, see
+        `executors.failed`); return the runs of tasks whose worker was lost."""
+        lost = []
+        for future in finished:
+            runs, submitted = running.pop(future)
+            try:
+                result = future.result()
+            except Exception as exc:
+                if not self.executor.lost(exc):
+                    raise  # the scheduler or executor itself broke: a bug, with its traceback
+                lost += runs
+                continue
+            self.record_task(runs, result if isinstance(result, list) else [result], time.perf_counter() - submitted)
+        return lost
+
+    def requeue(self, queue: list[Run], lost: list[Run]) -> None:
+        """After a lost worker: fresh workers, and the lost runs back at the front of the queue (their folders are
+        unfinished, so they are redone from scratch). A run whose own worker died counts a loss, with one line; its
+        `MAX_LOSSES`-th marks it failed. Runs stopped with the pool go back without counting."""
+        folders = {str(run.folder(self.study_dir)): run for run in lost}
+        died = self.executor.lost_workers(list(folders)) or dict.fromkeys(folders, "lost")
+        self.executor.restart()
+        again = []
+        for folder, run in folders.items():
+            if folder not in died:
+                again.append(run)
+                continue
+            losses = self.losses[run] = self.losses.get(run, 0) + 1
+            name = f"{run.data} {run.group}/{run.arm} seed {run.seed}"
+            if losses >= MAX_LOSSES:
+                reason = f"its worker was lost {losses} times (last: {died[folder]})"
+                files.write_json(Path(folder) / FAILED, {"status": "failed", "reason": reason})
+                self.record(run)
+                self.progress.notes.append(f"{name}: worker lost ({died[folder]}) a {losses}rd time; run failed")
+            else:
+                again.append(run)
+                self.progress.notes.append(f"{name}: worker lost ({died[folder]}); run redone from the start")
+        queue[:0] = again
 
     def take(self, queue: list[Run]) -> list[Run]:
         """The next task's runs, taken off the queue: the first run, and with `seeds_together` every queued run
@@ -292,8 +346,11 @@ class Scheduler:
         return todo
 
     def record(self, run: Run, seconds: float = 0.0) -> None:
-        summary = read_summary(run.folder(self.study_dir))
-        if summary is None:
+        folder = run.folder(self.study_dir)
+        summary = read_summary(folder)
+        if summary is None:  # the run raised (failed.json says why) or its worker was lost for good
+            reason = (files.read_json(folder / FAILED) or {}).get("reason") or "it wrote no summary.json"
+            self.rows[run] = failed_row(run, self.study_dir, reason)
             self.progress.failed += 1
         else:
             self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
