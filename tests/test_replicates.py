@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import TINY
 from scipy import stats
 
-from conftest import TINY
 from sandbag.cli import main
 from sandbag.study import plan
 from sandbag.study.config import StudyConfig, load_preset
