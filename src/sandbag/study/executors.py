@@ -62,17 +62,14 @@ def start_folders(folders: list[str], pid: int | None = None) -> None:
             files.write_json(Path(folder) / WORKER, {"pid": pid})
 
 
-def execute(cfg_dict: dict, folder: str, pid: int | None = None) -> dict:
-    """Worker entry point: one run, or its failure (`failed`) if it raises; see `train_and_probe`."""
-    start_folders([folder], pid)
+def execute(cfg_dict: dict, folder: str, local: bool = False) -> dict:
+    """Worker entry point: one run, or its failure (`failed`) if it raises; see `train_and_probe`. `local`: a
+    worker of this machine's pool, which names itself in worker.json (which run a lost worker had)."""
+    start_folders([folder], os.getpid() if local else None)
     try:
         return train_and_probe(cfg_dict, folder)
     except Exception as exc:
         return failed([folder], exc)[0]
-
-
-def local_execute(cfg_dict: dict, folder: str) -> dict:
-    return execute(cfg_dict, folder, os.getpid())
 
 
 def train_and_probe(cfg_dict: dict, folder: str) -> dict:
@@ -96,19 +93,15 @@ def train_and_probe(cfg_dict: dict, folder: str) -> dict:
     return {**summary, "probe_seconds": time.perf_counter() - started}
 
 
-def execute_seeds(cfg_dicts: list[dict], folders: list[str], pid: int | None = None) -> list[dict]:
+def execute_seeds(cfg_dicts: list[dict], folders: list[str], local: bool = False) -> list[dict]:
     """Worker entry point for runs that differ only in their seed: trained together as one vmapped model
     (`sandbag.multiseed.fit_seeds`), each seed's folder written as `fit` writes it, then each probed. Returns the
     runs' summaries in order, each with its probe step's seconds; all of them failed if the training raises."""
-    start_folders(folders, pid)
+    start_folders(folders, os.getpid() if local else None)
     try:
         return train_and_probe_seeds(cfg_dicts, folders)
     except Exception as exc:
         return failed(folders, exc)
-
-
-def local_execute_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
-    return execute_seeds(cfg_dicts, folders, os.getpid())
 
 
 def train_and_probe_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
@@ -200,10 +193,10 @@ class LocalExecutor(Executor):
         return max(1, self.workers // nproc)
 
     def submit(self, cfg_dict: dict, folder: str) -> Future:
-        return self.watched(self.pool.submit(local_execute, cfg_dict, folder))
+        return self.watched(self.pool.submit(execute, cfg_dict, folder, True))
 
     def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
-        return self.watched(self.pool.submit(local_execute_seeds, cfg_dicts, folders))
+        return self.watched(self.pool.submit(execute_seeds, cfg_dicts, folders, True))
 
     def watched(self, future: Future) -> Future:
         # The pool's worker processes, kept to read a lost one's exit code: ProcessPoolExecutor only says that "a
@@ -217,21 +210,15 @@ class LocalExecutor(Executor):
     def lost_workers(self, folders: list[str]) -> dict[str, str]:
         for process in self.processes.values():  # the pool sets the futures' errors before it stops the workers
             process.join(timeout=10)
-        ended = {}
+        codes = {}
         for folder in folders:
-            pid = (files.read_json(Path(folder) / WORKER) or {}).get("pid")
-            process = self.processes.get(pid)
-            code = process.exitcode if process is not None else None
-            # the pool stops its other workers with SIGTERM once one is lost: those did not die of themselves
-            if code not in (None, 0, -signal.SIGTERM):
-                ended[folder] = exit_description(code)
-        if not ended:  # none stood out (e.g. a SIGTERM from outside): every lost task's worker is suspect
-            for folder in folders:
-                pid = (files.read_json(Path(folder) / WORKER) or {}).get("pid")
-                process = self.processes.get(pid)
-                if process is not None and process.exitcode not in (None, 0):
-                    ended[folder] = exit_description(process.exitcode)
-        return ended
+            process = self.processes.get((files.read_json(Path(folder) / WORKER) or {}).get("pid"))
+            if process is not None and process.exitcode not in (None, 0):
+                codes[folder] = process.exitcode
+        # the pool stops its other workers with SIGTERM once one is lost: those did not die of themselves; if none
+        # stands out (a SIGTERM from outside), every lost task's worker is suspect
+        died = {folder: code for folder, code in codes.items() if code != -signal.SIGTERM} or codes
+        return {folder: exit_description(code) for folder, code in died.items()}
 
     def restart(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -300,7 +300,7 @@ class Scheduler:
                 reason = f"its worker was lost {losses} times (last: {died[folder]})"
                 files.write_json(Path(folder) / FAILED, {"status": "failed", "reason": reason})
                 self.record(run)
-                self.progress.notes.append(f"{name}: worker lost ({died[folder]}) a {losses}rd time; run failed")
+                self.progress.notes.append(f"{name}: worker lost ({died[folder]}), {losses} times now; run failed")
             else:
                 again.append(run)
                 self.progress.notes.append(f"{name}: worker lost ({died[folder]}); run redone from the start")
