@@ -277,9 +277,9 @@ class _Inline(Executor):
     def capacity(self, nproc=1):
         return 1
 
-    def submit(self, cfg_dict, folder):
+    def submit(self, cfg_dict, folder, companion=True):
         future = Future()
-        future.set_result(execute(cfg_dict, folder))
+        future.set_result(execute(cfg_dict, folder, companion=companion))
         return future
 
 

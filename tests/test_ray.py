@@ -63,7 +63,7 @@ def test_a_run_lost_with_its_worker_is_retried(ray, tmp_path):
 
     marker = tmp_path / "crashed-once"
 
-    def crash_once(cfg_dict, threads):  # pickled by value: the worker needs no test module
+    def crash_once(cfg_dict, threads, companion=True):  # pickled by value: the worker needs no test module
         import os
         from pathlib import Path
 
@@ -72,7 +72,7 @@ def test_a_run_lost_with_its_worker_is_retried(ray, tmp_path):
         if not Path(marker).exists():
             Path(marker).touch()
             os._exit(1)  # the worker process dies mid-task
-        return ray_run(cfg_dict, threads)
+        return ray_run(cfg_dict, threads, companion)
 
     executor = RayExecutor(threads=1)
     executor.remote = ray.remote(crash_once)

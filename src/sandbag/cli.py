@@ -312,7 +312,7 @@ def _run_and_report(cfg, args) -> Path:
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}{suffix}"
     console = Console(stderr=True, quiet=args.quiet)
     command = " ".join(["sandbag", *sys.argv[1:]]) if sys.argv[0].endswith("sandbag") else None
-    with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.data) > 1) as display:
+    with StudyProgress(console, enabled=not args.quiet, show_data=len(cfg.cells) > 1) as display:
         run_study(cfg, out, workers=args.workers, threads=args.threads, command=command, on_progress=display.update,
                   executor=args.executor or EXECUTORS[0], address=args.address,
                   seeds_together={"auto": None, "on": True, "off": False}[args.seeds_together],

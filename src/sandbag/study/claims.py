@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .layout import CELL, split_cell
 from .penalty import penalty_check
 from .stats import (
     ALPHA,
@@ -113,12 +114,21 @@ class Claim:
                    d.get("text_ko", ""), d.get("figure"))
 
 
+def keys(row: dict) -> list[tuple[str, str, str]]:
+    """Where a row stands in a results table: (data, group, arm); a row of a cell ("mnist-5k@500", a study over
+    train_sizes) also as (data set, group, "arm@500"), the arm at that size, which claims across sizes read."""
+    key = (row["data"], row["group"], row["arm"])
+    data, size = split_cell(row["data"])
+    return [key] if size is None else [key, (data, row["group"], f"{row['arm']}{CELL}{size}")]
+
+
 def results_table(rows: list[dict]) -> dict:
     """{(data, group, arm): {seed: row}} over finished runs (a row may carry its run's probes under "probes")."""
     table: dict = {}
     for row in rows:
         if row.get("status") == "finished":
-            table.setdefault((row["data"], row["group"], row["arm"]), {})[int(row["seed"])] = row
+            for key in keys(row):
+                table.setdefault(key, {})[int(row["seed"])] = row
     return table
 
 
@@ -160,7 +170,8 @@ def failed_seeds(rows: list[dict]) -> dict:
     out: dict = {}
     for row in rows:
         if row.get("status") == "failed":
-            out.setdefault((row["data"], row["group"], row["arm"]), []).append(int(row["seed"]))
+            for key in keys(row):
+                out.setdefault(key, []).append(int(row["seed"]))
     return out
 
 

@@ -21,11 +21,11 @@ from ..errors import ConfigError, SandbagError
 from ..models import check_model_name, is_factory, resolve_factory
 from ..regularizers import TECHNIQUES, tunable
 from ..runs import RunConfig
-from . import plan
+from . import layout, plan
 from .layout import SAMPLING, SEED_BLOCK
 from .results import AGGREGATE_METRICS
 
-PRESETS = ("quick", "standard", "full", "fashion")
+PRESETS = ("quick", "standard", "full", "fashion", "regime")
 DATA_OPTIONS = ("train_size", "test", "val_size")  # what `data_options` may set per data set
 
 
@@ -37,6 +37,14 @@ class StudyConfig:
     data: list[str] = field(default_factory=lambda: ["mnist-5k"])
     model: str = "ref-cnn"  # or your own model's factory, "package.module:function" (see sandbag.models)
     train_size: int | None = None
+    # the regime map: run every arm at each of these training-set sizes (each size its own sweep, strengths chosen
+    # per size), instead of at train_size; claims name arms at a size ("dropout@500", "dropout@min_size")
+    train_sizes: list[int] = field(default_factory=list)
+    # with train_sizes: train every run of a size for about this many optimizer steps at batch_size (epochs =
+    # size_steps * batch_size / size, rounded, >= 1; sweep runs too), so each size gets the same updates; None:
+    # `epochs` (and `sweep_epochs`) at every size
+    size_steps: int | None = None
+    size_min_epochs: int = 1  # with size_steps: no size trains fewer epochs (a large size would stop short of fitting)
     test: str = "default"  # "rest": test on every image not used for training or validation (needs train_size)
     val_size: int | None = None  # the sweep's validation images, from those not used for training (else val_fraction)
     eval_every: int = 1  # clean train/val/test figures every k epochs (and at the last one)
@@ -99,6 +107,15 @@ class StudyConfig:
             (self.replicate >= 0, f"replicate must be >= 0, got {self.replicate}"),
             (max(self.seeds, self.sweep_seeds) <= SEED_BLOCK,
              f"a replicate holds at most {SEED_BLOCK} seeds; got seeds {self.seeds}, sweep_seeds {self.sweep_seeds}"),
+            (not (self.train_sizes and self.train_size), "give train_size or train_sizes, not both"),
+            (not (self.train_sizes and self.lecture), "a study over train_sizes needs lecture = false (the lecture's "
+                                                     "claims name arms at one size; give claims that name a size, "
+                                                     "e.g. 'dropout@500', as the regime preset does)"),
+            (all(n >= 10 for n in self.train_sizes) and len(set(self.train_sizes)) == len(self.train_sizes),
+             f"train_sizes must be distinct sizes of 10 images or more, got {self.train_sizes}"),
+            (self.size_min_epochs >= 1, f"size_min_epochs must be >= 1, got {self.size_min_epochs}"),
+            (self.size_steps is None or (self.size_steps >= 1 and bool(self.train_sizes)),
+             f"size_steps must be >= 1 and goes with train_sizes, got {self.size_steps}"),
             (self.nproc >= 1 and all(b % self.nproc == 0 and b >= 2 * self.nproc for b in self.batch_sizes),
              f"nproc must be >= 1 and split every batch size evenly, two samples or more each; got {self.nproc}"),
         ]
@@ -110,8 +127,9 @@ class StudyConfig:
             if unknown:
                 raise ConfigError(f"[data_options.{data}] has unknown keys {sorted(unknown)}; valid: "
                                   f"{', '.join(DATA_OPTIONS)}")
-        for data in self.data:
-            RunConfig(**self.split(data))  # the split options of each data set, checked as its runs will be
+        self.train_sizes = sorted(self.train_sizes)
+        for cell in self.cells:
+            RunConfig(**self.split(cell))  # the split options of each data set, checked as its runs will be
         for metric, value in self.smallest_effect.items():
             if metric not in AGGREGATE_METRICS or not value > 0:
                 metrics = ", ".join(AGGREGATE_METRICS)
@@ -155,9 +173,24 @@ class StudyConfig:
         """The strengths the validation sweep tries for `technique`."""
         return self.sweep[technique]
 
-    def split(self, data: str) -> dict:
-        """train_size, test and val_size of data set `data`: the study's, or its `data_options`."""
-        return {key: self.data_options.get(data, {}).get(key, getattr(self, key)) for key in DATA_OPTIONS}
+    @property
+    def cells(self) -> list[str]:
+        """What the study runs its arms on: each data set, or each data set at each of `train_sizes`
+        ("mnist-5k@500", `layout.cell_key`)."""
+        return layout.cells(self.to_dict())
+
+    def split(self, cell: str) -> dict:
+        """train_size, test and val_size of a data set or cell: the study's, or its data set's `data_options`; a
+        cell's own size as train_size."""
+        data, size = layout.split_cell(cell)
+        out = {key: self.data_options.get(data, {}).get(key, getattr(self, key)) for key in DATA_OPTIONS}
+        return {**out, "train_size": size} if size is not None else out
+
+    def epochs_at(self, cell: str, epochs: int) -> int:
+        """The epochs a run of `cell` trains for: `epochs`, or with `size_steps` the epochs that make about that
+        many steps at the cell's size (`layout.size_epochs`)."""
+        return layout.size_epochs(self.size_steps, self.batch_size, layout.split_cell(cell)[1], epochs,
+                                  self.size_min_epochs)
 
     def to_dict(self) -> dict:
         return asdict(self)

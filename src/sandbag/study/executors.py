@@ -62,17 +62,17 @@ def start_folders(folders: list[str], pid: int | None = None) -> None:
             files.write_json(Path(folder) / WORKER, {"pid": pid})
 
 
-def execute(cfg_dict: dict, folder: str, local: bool = False) -> dict:
+def execute(cfg_dict: dict, folder: str, local: bool = False, companion: bool = True) -> dict:
     """Worker entry point: one run, or its failure (`failed`) if it raises; see `train_and_probe`. `local`: a
     worker of this machine's pool, which names itself in worker.json (which run a lost worker had)."""
     start_folders([folder], os.getpid() if local else None)
     try:
-        return train_and_probe(cfg_dict, folder)
+        return train_and_probe(cfg_dict, folder, companion)
     except Exception as exc:
         return failed([folder], exc)[0]
 
 
-def train_and_probe(cfg_dict: dict, folder: str) -> dict:
+def train_and_probe(cfg_dict: dict, folder: str, companion: bool = True) -> dict:
     """One run, its folder written by `train.fit` (data-parallel under torchrun if nproc > 1),
     then the probe step (`sandbag.study.probes`) on the trained model; returns the run's summary with the probe
     step's seconds (``probe_seconds``, for the study's time itemization)."""
@@ -89,22 +89,22 @@ def train_and_probe(cfg_dict: dict, folder: str) -> dict:
 
         summary = fit(cfg, folder)
     started = time.perf_counter()
-    probe_run(folder)
+    probe_run(folder, companion)
     return {**summary, "probe_seconds": time.perf_counter() - started}
 
 
-def execute_seeds(cfg_dicts: list[dict], folders: list[str], local: bool = False) -> list[dict]:
+def execute_seeds(cfg_dicts: list[dict], folders: list[str], local: bool = False, companion: bool = True) -> list[dict]:
     """Worker entry point for runs that differ only in their seed: trained together as one vmapped model
     (`sandbag.multiseed.fit_seeds`), each seed's folder written as `fit` writes it, then each probed. Returns the
     runs' summaries in order, each with its probe step's seconds; all of them failed if the training raises."""
     start_folders(folders, os.getpid() if local else None)
     try:
-        return train_and_probe_seeds(cfg_dicts, folders)
+        return train_and_probe_seeds(cfg_dicts, folders, companion)
     except Exception as exc:
         return failed(folders, exc)
 
 
-def train_and_probe_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dict]:
+def train_and_probe_seeds(cfg_dicts: list[dict], folders: list[str], companion: bool = True) -> list[dict]:
     from ..multiseed import fit_seeds
     from ..runs import RunConfig
     from .probes import probe_run
@@ -115,7 +115,7 @@ def train_and_probe_seeds(cfg_dicts: list[dict], folders: list[str]) -> list[dic
     out = []
     for summary, folder in zip(summaries, folders, strict=True):
         started = time.perf_counter()
-        probe_run(folder)
+        probe_run(folder, companion)
         out.append({**summary, "probe_seconds": time.perf_counter() - started})
     return out
 
@@ -132,10 +132,11 @@ class Executor:
         """How many runs of `nproc` processes each to keep in flight."""
         raise NotImplementedError
 
-    def submit(self, cfg_dict: dict, folder: str) -> Future:
+    def submit(self, cfg_dict: dict, folder: str, companion: bool = True) -> Future:
+        """`companion`: the probe step measures BN companion noise (`probes.probe_run`) on this run."""
         raise NotImplementedError
 
-    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
+    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str], companion: bool = True) -> Future:
         raise NotImplementedError(f"the {self.name} executor trains one run per task")
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -192,11 +193,11 @@ class LocalExecutor(Executor):
     def capacity(self, nproc: int = 1) -> int:
         return max(1, self.workers // nproc)
 
-    def submit(self, cfg_dict: dict, folder: str) -> Future:
-        return self.watched(self.pool.submit(execute, cfg_dict, folder, True))
+    def submit(self, cfg_dict: dict, folder: str, companion: bool = True) -> Future:
+        return self.watched(self.pool.submit(execute, cfg_dict, folder, True, companion))
 
-    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str]) -> Future:
-        return self.watched(self.pool.submit(execute_seeds, cfg_dicts, folders, True))
+    def submit_seeds(self, cfg_dicts: list[dict], folders: list[str], companion: bool = True) -> Future:
+        return self.watched(self.pool.submit(execute_seeds, cfg_dicts, folders, True, companion))
 
     def watched(self, future: Future) -> Future:
         # The pool's worker processes, kept to read a lost one's exit code: ProcessPoolExecutor only says that "a
@@ -287,11 +288,11 @@ class RayExecutor(Executor):
             slots = min(slots, int(self.gpus // (self.gpus_per_run * nproc)))
         return max(1, slots)
 
-    def submit(self, cfg_dict: dict, folder: str) -> Future:
+    def submit(self, cfg_dict: dict, folder: str, companion: bool = True) -> Future:
         nproc = run_nproc(cfg_dict)
         ref = self.remote.options(
             num_cpus=self.threads * nproc, num_gpus=self.gpus_per_run * nproc, max_retries=self.max_retries,
-        ).remote(cfg_dict, self.threads)
+        ).remote(cfg_dict, self.threads, companion)
         self._refs.append(ref)
         done: Future = Future()
         done.set_running_or_notify_cancel()
@@ -324,11 +325,11 @@ class RayExecutor(Executor):
                 "threads_per_run": self.threads, "gpus_per_run": self.gpus_per_run}
 
 
-def ray_run(cfg_dict: dict, threads: int) -> dict:
+def ray_run(cfg_dict: dict, threads: int, companion: bool = True) -> dict:
     """A Ray task: train and probe one run in a temporary folder and return its files (the driver writes them)."""
     init_worker(threads)
     with tempfile.TemporaryDirectory(prefix="sandbag-run-") as tmp:
-        summary = execute(cfg_dict, tmp)
+        summary = execute(cfg_dict, tmp, companion=companion)
         root = Path(tmp)
         found = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
     return {"summary": summary, "files": found}

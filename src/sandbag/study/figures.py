@@ -573,3 +573,63 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def regime_map(path, effects: Sequence[Mapping], accuracy: Sequence[Mapping],
+               colors: Mapping[str, str] | None = None, lang: str = "en", data: str = "") -> Path:
+    """The regime map of one data set: against training-set size (log axis), each technique's paired effect on
+    test accuracy (left) and on the train-test gap (middle), technique minus none in points with its 95% band,
+    zero and the smallest-effect band drawn; each arm's own test accuracy (right, the learning curves).
+    effects: `regime.regime_rows` rows of this data set; accuracy: `regime.accuracy_rows` rows."""
+    t = translator(lang)
+    title = t("Where each technique pays, by training-set size") + (f" ({data})" if data else "")
+    effects = [r for r in effects or [] if r.get("n")]
+    if not effects:
+        return _no_data(path, title, t("no data"))
+    fig, axes = _subplots(1, 3, figsize=(16, 4.6))
+    panels = [(axes[0], "test_acc", t("test accuracy: technique − none (points)"), t("Effect on test accuracy")),
+              (axes[1], "gap", t("gap: technique − none (points)"), t("Effect on the gap (below 0: narrower)"))]
+    for ax, metric, ylabel, panel_title in panels:
+        rows = [r for r in effects if r["metric"] == metric]
+        smallest = next((r["smallest_effect"] for r in rows if r.get("smallest_effect")), None)
+        if smallest:
+            ax.axhspan(-100 * smallest, 100 * smallest, color="0.85", alpha=0.6, lw=0,
+                       label=t("smallest effect of interest"))
+        ax.axhline(0, color="0.3", lw=0.9)
+        for tech in dict.fromkeys(r["technique"] for r in rows):
+            mine = sorted((r for r in rows if r["technique"] == tech), key=lambda r: r["train_size"])
+            x = np.array([r["train_size"] for r in mine], dtype=float)
+            mean, low, high = (100 * _floats([r[k] for r in mine]) for k in ("mean", "ci_low", "ci_high"))
+            color = color_for(tech, colors)
+            ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=tech)
+            ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel(t("training images (log scale)"))
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{panel_title}\n{t('mean with 95% CI over paired seeds')}", fontsize=10)
+        ax.grid(alpha=0.3)
+    ax = axes[2]
+    for arm in dict.fromkeys(r["arm"] for r in accuracy):
+        mine = sorted((r for r in accuracy if r["arm"] == arm and r.get("n")), key=lambda r: r["train_size"])
+        if not mine:
+            continue
+        x = np.array([r["train_size"] for r in mine], dtype=float)
+        mean, low, high = (_floats([r[k] for r in mine]) for k in ("mean", "ci_low", "ci_high"))
+        color = color_for(arm, colors)
+        ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=arm)
+        ax.fill_between(x, low, high, color=color, alpha=0.12, lw=0)
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 0.0), min(high, 1.0))  # accuracy lives in [0, 1]: a wide band of two seeds stays inside
+    ax.set_xscale("log")
+    ax.set_xlabel(t("training images (log scale)"))
+    ax.set_ylabel(t("test accuracy (fraction correct)"))
+    ax.set_title(f"{t('Test accuracy of each arm')}\n{t('mean with 95% CI over seeds')}", fontsize=10)
+    ax.grid(alpha=0.3)
+    for ax in axes:
+        sizes = sorted({r["train_size"] for r in effects})
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.minorticks_off()
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

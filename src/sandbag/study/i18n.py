@@ -333,6 +333,48 @@ KO: dict[str, str] = {
     "chosen: {value}": "고른 값: {value}",
     "{tech} strength": "{tech} 강도",
     "validation accuracy (fraction correct)": "검증 정확도 (맞힌 비율)",
+    # --- the regime map (a study over train_sizes): report and figure
+    "each size's": "크기별",
+    "every run of a size trains about {steps} steps at batch {batch}, and at least {min_epochs} epochs (epochs per "
+    "size: {epochs})":
+        "각 크기의 모든 학습은 배치 {batch}로 약 {steps} 스텝, 적어도 {min_epochs} 에포크를 학습합니다 (크기별 "
+        "에포크: {epochs})",
+    "every run trains {epochs} epochs at every size": "모든 크기에서 {epochs} 에포크를 학습합니다",
+    "Training-set sizes {sizes} (the regime map): each size is a study of its own, with its own samples, validation "
+    "sweep and chosen strengths; {how}.":
+        "학습 데이터 크기 {sizes} (구간 지도): 크기마다 따로 실험하며, 샘플·검증 탐색·고른 강도가 모두 크기별로 "
+        "따로입니다; {how}.",
+    "**{tech}** raised test accuracy at {sizes} images (most at {size}: {effect} points).":
+        "**{tech}**은(는) {sizes}장에서 테스트 정확도를 높였습니다 (가장 크게는 {size}장에서 {effect}%p).",
+    "**{tech}** raised test accuracy at no size tested.": "**{tech}**은(는) 시험한 어느 크기에서도 테스트 정확도를 "
+                                                         "높이지 못했습니다.",
+    "It lowered test accuracy at {sizes} images.": "{sizes}장에서는 테스트 정확도를 낮췄습니다.",
+    "Its effect was negligible (inside ±{smallest} points) at {sizes} images.":
+        "{sizes}장에서는 효과가 미미했습니다 (±{smallest}%p 이내).",
+    "At {sizes} images the interval is too wide to say.": "{sizes}장에서는 구간이 넓어 판단할 수 없습니다.",
+    "{n} images": "{n}장",
+    "Regime map ({data}): where each technique pays": "구간 지도 ({data}): 각 기법이 효과를 내는 곳",
+    "Effect of each technique on test accuracy and on the gap against training-set size, and each arm's test "
+    "accuracy ({data}): a line above zero and outside the grey band pays.":
+        "학습 데이터 크기에 따른 각 기법의 테스트 정확도·격차 효과와 조건별 테스트 정확도 ({data}): 0보다 위에 있고 "
+        "회색 띠 밖에 있는 선이 효과를 내는 구간입니다.",
+    "Test accuracy, technique minus none, in points [95% CI] and its verdict by the paired rule, before Holm's "
+    "adjustment (the claims below adjust for multiple comparisons):":
+        "테스트 정확도, 기법 − 없음 (%p) [95% 신뢰구간]과 대응 비교 규칙의 판정 (Holm 보정 전; 아래 주장들은 다중 "
+        "비교를 보정합니다):",
+    "Gap (train − test accuracy), technique minus none, in points [95% CI] (below zero: narrower):":
+        "격차 (학습 − 테스트 정확도), 기법 − 없음 (%p) [95% 신뢰구간] (0보다 작으면 격차가 좁아짐):",
+    "Strength chosen on validation data at each size:": "크기마다 검증 데이터로 고른 강도:",
+    "Test accuracy of each arm (mean over seeds):": "조건별 테스트 정확도 (시드 평균):",
+    "Where each technique pays, by training-set size": "학습 데이터 크기별로 각 기법이 효과를 내는 곳",
+    "test accuracy: technique − none (points)": "테스트 정확도: 기법 − 없음 (%p)",
+    "Effect on test accuracy": "테스트 정확도에 대한 효과",
+    "gap: technique − none (points)": "격차: 기법 − 없음 (%p)",
+    "Effect on the gap (below 0: narrower)": "격차에 대한 효과 (0 아래: 좁아짐)",
+    "smallest effect of interest": "의미 있는 최소 효과",
+    "training images (log scale)": "학습 이미지 수 (로그 눈금)",
+    "mean with 95% CI over paired seeds": "대응 시드에 대한 평균과 95% 신뢰구간",
+    "Test accuracy of each arm": "조건별 테스트 정확도",
 }
 
 

@@ -29,7 +29,7 @@ from ..regularizers import ALIASES, TECHNIQUES, tunable
 from ..runs import RunConfig
 from . import schema, stats
 from .claims import Claim
-from .layout import slug
+from .layout import slug, split_cell
 
 ARM_KEYS = ("name", "specs", "group", "seeds", "for_each", "base", "min_nproc", "batch_size", "epochs", "train_size",
             "lr")
@@ -219,15 +219,19 @@ def _overrides(cfg, arm: dict, data: str) -> dict:
 
 
 def arm_runs(cfg, data: str, arm: dict, chosen: dict[str, float] | None = None) -> list[Run]:
-    """The runs of one arm on data set `data` (its specs at the `chosen` strengths), one per seed."""
+    """The runs of one arm on data set (or cell) `data` (its specs at the `chosen` strengths), one per seed."""
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                 optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every, track_size=cfg.track_size,
                 **cfg.split(data))
+    overrides = _overrides(cfg, arm, data)
+    overrides["epochs"] = cfg.epochs_at(data, overrides.get("epochs", cfg.epochs))
+    name, size = split_cell(data)
+    if size is not None:  # a cell of a study over sizes: its data set (cfg.split gave its size)
+        base["data"] = name
     regs = [spec.format(**(chosen or {})) for spec in arm["specs"]]
     runs = []
     for seed in range(cfg.first_seed, cfg.first_seed + arm["seeds"]):
-        config = RunConfig(**{**base, "regs": regs, "seed": seed, "data_seed": cfg.data_seed(seed),
-                              **_overrides(cfg, arm, data)})
+        config = RunConfig(**{**base, "regs": regs, "seed": seed, "data_seed": cfg.data_seed(seed), **overrides})
         runs.append(Run(data, arm["group"], arm["arm"], arm["technique"], seed, config))
     return runs
 

@@ -7,8 +7,9 @@ study folder that predates this step. What is measured follows from the run's ow
 - every run: ``weights``, a histogram of the penalized weights on fixed bin edges (`WEIGHT_EDGES`, `LOG_EDGES`)
   with counts of exact zeros and of |w| < 1e-3 (a few kB, whatever the model's size);
 - a BN run and a run without any technique (the baseline BN is compared with): ``companion_prob_std_mean``
-  (`analysis.bn_companion_noise` with fixed settings), so the report can form BN minus none per seed. Other runs
-  skip it: without BN it is 0 by construction and costs a second or more per run;
+  (`analysis.bn_companion_noise` with fixed settings), so the report can form BN minus none per seed; in a study
+  only the runs of arms a claim reads it of (`companion=False` for the others). Other runs skip it: without BN it
+  is 0 by construction and costs a second or more per run;
 - a run with a dense dropout layer (``dropout=`` without ``:spatial``): ``dropout_accuracy_drop``,
   ``dropout_disagreement``, ``dropout_eval_acc``, ``dropout_on_acc`` (`analysis.dropout_left_on`, 5 passes,
   seeded with the run's seed) and ``dropout_masks`` (12 steps of the keep-mask, rows of "0"/"1");
@@ -54,9 +55,10 @@ def has_probes(folder: Path | str) -> bool:
     return (Path(folder) / PROBES).is_file()
 
 
-def probe_run(folder: Path | str) -> dict | None:
+def probe_run(folder: Path | str, companion: bool = True) -> dict | None:
     """Probe the trained model of a finished run folder and write its probes.json (atomically); return it.
-    Runs that did not finish (diverged) are not probed: None."""
+    Runs that did not finish (diverged) are not probed: None. `companion`: measure the BN companion noise where
+    the run's specs call for it (a study asks for it only on the arms its claims read it of: ~2 s a run)."""
     folder = Path(folder)
     summary = read_summary(folder)
     if summary is None or summary.get("status") != "finished":
@@ -64,14 +66,14 @@ def probe_run(folder: Path | str) -> dict | None:
     previous = torch.get_num_threads()
     torch.set_num_threads(1)  # the same reduction order in a worker and in the scheduler: the same bits
     try:
-        out = _measure(folder)
+        out = _measure(folder, companion)
     finally:
         torch.set_num_threads(previous)
     files.write_json(folder / PROBES, out)
     return out
 
 
-def _measure(folder: Path) -> dict:
+def _measure(folder: Path, companion: bool = True) -> dict:
     from ..train import load_data  # the data set code is needed here only
 
     cfg, model, _ = load_checkpoint(folder, device="cpu")
@@ -84,7 +86,7 @@ def _measure(folder: Path) -> dict:
         _probe(out, "dropout", cfg, lambda: _dropout_probe(model, x, y, cfg.seed))
     if find(specs, "bn") is not None:
         _probe(out, "bn", cfg, lambda: _bn_probe(model, x, cfg.seed))
-    if not specs or find(specs, "bn") is not None:
+    if companion and (not specs or find(specs, "bn") is not None):
         companion = {**COMPANION, "batch_size": min(COMPANION["batch_size"], len(x))}
         out["companion_prob_std_mean"] = analysis.bn_companion_noise(model, x, **companion)["prob_std_mean"]
     out["weights"] = weight_histogram(analysis.weight_values(model))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import files
 from ..errors import ConfigError
-from . import claims, figures, layout, schema, stats
+from . import claims, figures, layout, regime, schema, stats
 from .claims import Claim
 from .i18n import TIMING_METHOD, TIMING_METHOD_V1, translator
 from .layout import PROBES, TIMING, slug
@@ -50,16 +50,20 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
     arms = study_arms(meta, rows)
     found = study_claims(meta, arms)
     colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
+    regime_map = _regime(study_dir, meta, rows, arms) if cfg.get("train_sizes") else None
     with figures.language(lang):
-        figure_paths = {data: draw_figures(Inputs(study_dir, cfg, meta, rows, arms, data, colors, lang))
-                        for data in cfg["data"]}
+        if regime_map is None:
+            figure_paths = {data: draw_figures(Inputs(study_dir, cfg, meta, rows, arms, data, colors, lang))
+                            for data in cfg["data"]}
+        else:
+            figure_paths = {data: _draw_regime(study_dir, regime_map, data, colors, lang) for data in cfg["data"]}
     files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg["data"], rows, found)))
     timing = _read_timing(study_dir)
     verdicts = claims.evaluate_claims(cfg["data"], rows, found, timing=timing["rows"] if timing else None,
                                       exploratory=schema.exploratory(meta.get("preregistered"), found))
     files.write_json(study_dir / layout.VERDICTS, jsonable(verdicts))
     shown = claims.localize(verdicts, found, lang)
-    blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t)
+    blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t, regime_map)
     if other is not None:
         agreed = agreement(verdicts, other)
         their_meta = files.read_json(Path(against) / layout.STUDY) or {}
@@ -70,6 +74,26 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
     files.write_text(study_dir / "report.md", _markdown(blocks))
     files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
     return study_dir / "report.html"
+
+
+def _regime(study_dir: Path, meta: dict, rows: list[dict], arms: list[dict]) -> dict:
+    """regime.json of a study over train_sizes: the map's rows, each arm's test accuracy per size, and per data
+    set and technique where it pays (`sandbag.study.regime`); written here, returned for the report."""
+    cfg = meta["config"]
+    effects = regime.regime_rows(cfg, rows, arms, meta.get("chosen") or {})
+    out = {"version": 1, "sizes": regime.sizes_of(cfg), "rows": effects,
+           "accuracy": regime.accuracy_rows(cfg, rows, arms),
+           "summary": {data: regime.summary(effects, data) for data in cfg["data"]}}
+    files.write_json(study_dir / layout.REGIME, jsonable(out))
+    return out
+
+
+def _draw_regime(study_dir: Path, regime_map: dict, data: str, colors: dict, lang: str) -> dict[str, Path]:
+    fig_dir = study_dir / "figures" / slug(data)
+    files.make_dir(fig_dir)
+    path = figures.regime_map(fig_dir / "regime.png", [r for r in regime_map["rows"] if r["data"] == data],
+                              [r for r in regime_map["accuracy"] if r["data"] == data], colors, lang, data)
+    return {"regime": Path(path).relative_to(study_dir)}
 
 
 def localized_verdicts(study_dir: Path, lang: str = "en"):
@@ -236,7 +260,7 @@ FIGURES: dict[str, Callable[[Inputs, Path], Path]] = {
     "headline": _headline,                     # the headline arms
     "validation_curves": _validation_curves,   # the sweep
 }
-assert tuple(sorted(FIGURES)) == tuple(sorted(layout.FIGURES)), "layout.FIGURES names the figures drawn here"
+assert tuple(sorted(FIGURES)) == tuple(sorted(layout.CELL_FIGURES)), "layout.CELL_FIGURES names the figures here"
 
 
 def draw_figures(x: Inputs) -> dict[str, Path]:
@@ -314,7 +338,7 @@ def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
 # The document: a list of blocks rendered to Markdown and to HTML from one source
 
 
-def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) -> list[tuple]:
+def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, regime_map=None) -> list[tuple]:
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
@@ -372,7 +396,11 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
                "shared the machine (this study has no timing phase).")),
         ]),
     ]
-    for data in cfg["data"]:
+    if regime_map is not None:
+        blocks[-1][1].insert(2, _sizes_text(cfg, t))
+        for data in cfg["data"]:
+            blocks += _regime_section(regime_map, data, figure_paths[data], t)
+    for data in cfg["data"] if regime_map is None else []:
         blocks += _strength_section(meta, rows, data, figure_paths[data], t)
         blocks += _headline_section(rows, arms, data, figure_paths[data], t)
     blocks += [("h2", t("Claims")), ("p", _scope_text(cfg, t)), *_preregistration(meta, verdicts, t)]
@@ -485,9 +513,25 @@ def _sampling_text(cfg: dict, t) -> str:
              data_seed=layout.first_seed(cfg), replicate=replicate, seeds=seeds)
 
 
+def _sizes_text(cfg: dict, t) -> str:
+    """The protocol line of a study over train_sizes: its sizes, and how many epochs each trains."""
+    sizes = regime.sizes_of(cfg)
+    if cfg.get("size_steps"):
+        per_size = [layout.size_epochs(cfg["size_steps"], cfg["batch_size"], n, cfg["epochs"],
+                                       cfg.get("size_min_epochs", 1)) for n in sizes]
+        epochs = ", ".join(f"{n}: {e}" for n, e in zip(sizes, per_size, strict=True))
+        how = t("every run of a size trains about {steps} steps at batch {batch}, and at least {min_epochs} epochs "
+                "(epochs per size: {epochs})", steps=cfg["size_steps"], batch=cfg["batch_size"],
+                min_epochs=cfg.get("size_min_epochs", 1), epochs=epochs)
+    else:
+        how = t("every run trains {epochs} epochs at every size", epochs=cfg["epochs"])
+    return t("Training-set sizes {sizes} (the regime map): each size is a study of its own, with its own samples, "
+             "validation sweep and chosen strengths; {how}.", sizes=", ".join(str(n) for n in sizes), how=how)
+
+
 def _scope_text(cfg: dict, t) -> str:
     """What a verdict below speaks of: over samples and initializations, or over initializations of one sample."""
-    size = cfg.get("train_size") or t("all")
+    size = cfg.get("train_size") or (t("each size's") if cfg.get("train_sizes") else t("all"))
     data = ", ".join(cfg["data"])
     if cfg.get("data_sampling") == "per-seed":
         return t("Scope: each verdict holds over {n}-image training samples of {data} and initializations, at the "
@@ -600,6 +644,86 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
         blocks.append(("p", t("**At an edge of its grid: {edges}. A wider grid might choose another strength.**",
                               edges=", ".join(edges))))
     return [*blocks, ("img", paths["validation_curves"], t("validation curves ({data})", data=data))]
+
+
+def _sizes(sizes: list[int]) -> str:
+    return ", ".join(str(n) for n in sizes)
+
+
+def _points(row: dict) -> str:
+    """An effect in accuracy points with its interval: +2.1 [+1.2, +3.0]."""
+    return f"{100 * row['mean']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]"
+
+
+def regime_sentences(summary: list[dict], rows: list[dict], t) -> list[str]:
+    """One sentence per technique, generated from the map's test-accuracy rows: where it raised test accuracy
+    (and where most), where it lowered it, where its effect was negligible, and where the study cannot say."""
+    out = []
+    for entry in summary:
+        tech, pays = entry["technique"], entry["pays"]
+        if pays:
+            best = max((r for r in rows if r["technique"] == tech and r["metric"] == "test_acc"
+                        and r["train_size"] in pays), key=lambda r: r["mean"])
+            text = t("**{tech}** raised test accuracy at {sizes} images (most at {size}: {effect} points).",
+                     tech=tech, sizes=_sizes(pays), size=best["train_size"], effect=_points(best))
+        else:
+            text = t("**{tech}** raised test accuracy at no size tested.", tech=tech)
+        if entry["costs"]:
+            text += " " + t("It lowered test accuracy at {sizes} images.", sizes=_sizes(entry["costs"]))
+        if entry["negligible"]:
+            smallest = next((r["smallest_effect"] for r in rows if r["metric"] == "test_acc"
+                             and r.get("smallest_effect")), None)
+            text += " " + t("Its effect was negligible (inside ±{smallest} points) at {sizes} images.",
+                            smallest=_g(100 * smallest) if smallest else "?", sizes=_sizes(entry["negligible"]))
+        if entry["open"]:
+            text += " " + t("At {sizes} images the interval is too wide to say.", sizes=_sizes(entry["open"]))
+        out.append(text)
+    return out
+
+
+def _effect_cell(row: dict, t) -> str:
+    if not row["n"]:
+        return "—"
+    return f"{_points(row)} {t(VERDICT_MARK[row['verdict']])}"
+
+
+def _regime_section(regime_map: dict, data: str, paths: dict, t) -> list[tuple]:
+    """The map of one data set: the sentences, the figure, then the effects per technique and size, the strengths
+    chosen at each size and each arm's test accuracy."""
+    rows = [r for r in regime_map["rows"] if r["data"] == data]
+    sizes = regime_map["sizes"]
+    summary = regime_map["summary"].get(data, [])
+    techniques = list(dict.fromkeys(r["technique"] for r in rows))
+
+    def table(metric):
+        by = {(r["technique"], r["train_size"]): r for r in rows if r["metric"] == metric}
+        return [[tech, *[_effect_cell(by[(tech, n)], t) if (tech, n) in by else "—" for n in sizes]]
+                for tech in techniques]
+
+    strengths = {(r["technique"], r["train_size"]): r["strength"] for r in rows if r["metric"] == "test_acc"}
+    chosen = [[tech, *[", ".join(f"{_g(v)}" for v in (strengths.get((tech, n)) or {}).values()) or "—"
+                       for n in sizes]] for tech in techniques]
+    accuracy = {(r["arm"], r["train_size"]): r for r in regime_map["accuracy"] if r["data"] == data}
+    arms = list(dict.fromkeys(r["arm"] for r in regime_map["accuracy"] if r["data"] == data))
+    levels = [[arm, *[f"{accuracy[(arm, n)]['mean']:.4f}" if accuracy.get((arm, n), {}).get("n") else "—"
+                      for n in sizes]] for arm in arms]
+    header = [t("technique"), *[t("{n} images", n=n) for n in sizes]]
+    return [
+        ("h2", t("Regime map ({data}): where each technique pays", data=data)),
+        ("ul", regime_sentences(summary, rows, t)),
+        ("img", paths["regime"], t("Effect of each technique on test accuracy and on the gap against training-set "
+                                   "size, and each arm's test accuracy ({data}): a line above zero and outside the "
+                                   "grey band pays.", data=data)),
+        ("p", t("Test accuracy, technique minus none, in points [95% CI] and its verdict by the paired rule, before "
+                "Holm's adjustment (the claims below adjust for multiple comparisons):")),
+        ("table", header, table("test_acc")),
+        ("p", t("Gap (train − test accuracy), technique minus none, in points [95% CI] (below zero: narrower):")),
+        ("table", header, table("gap")),
+        ("p", t("Strength chosen on validation data at each size:")),
+        ("table", header, chosen),
+        ("p", t("Test accuracy of each arm (mean over seeds):")),
+        ("table", [t("arm"), *header[1:]], levels),
+    ]
 
 
 def _headline_section(rows, arms, data, paths, t) -> list[tuple]:

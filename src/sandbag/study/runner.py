@@ -29,9 +29,10 @@ from ..errors import ConfigError, OutputError
 from ..regularizers import TECHNIQUES, tunable
 from ..runs import read_summary, versions
 from . import costs, probes, schema, timing
+from .claims import PROBE
 from .config import StudyConfig
 from .executors import FAILED, Executor, LocalExecutor, make_executor
-from .layout import STUDY, TIMING
+from .layout import CELL, STUDY, TIMING
 from .plan import (
     MAX_EXTENSIONS,
     Run,
@@ -172,7 +173,7 @@ def run_study(
         rows, chosen = scheduler.run()
         timed = time.perf_counter()
         run_phase = timed - started
-        if cfg.timing_repeats and timing.timed_arms(cfg.design.claims) and all(d in chosen for d in cfg.data):
+        if cfg.timing_repeats and timing.timed_arms(cfg.design.claims) and all(d in chosen for d in cfg.cells):
             if retime or not timing.is_current(files.read_json(study_dir / TIMING), cfg):
                 timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
         meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks, grids=scheduler.grids,
@@ -205,6 +206,13 @@ def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int
     }
 
 
+def companion_arms(claims) -> set[tuple[str, str]]:
+    """The (group, arm) pairs whose BN companion noise a claim reads (an arm at a size, "bn@500", as its arm)."""
+    wanted = f"{PROBE}companion_prob_std_mean"
+    return {(group, arm.split(CELL)[0]) for claim in claims for part in claim.parts if part.metric == wanted
+            for group, arm in part.arms()}
+
+
 class Scheduler:
     """Feeds runs to the pool: independent runs first (the validation sweep at the front), then, once a data set's
     sweep is complete, the runs at its chosen strengths. Reused runs without probes.json are probed at the end."""
@@ -225,11 +233,12 @@ class Scheduler:
         self.progress = Progress()
         self.losses: dict[Run, int] = {}  # lost workers per run (see `requeue`)
         self.costs: list[dict[str, float]] = []  # worker-seconds per category of each run done here
+        self.companion_arms = companion_arms(cfg.design.claims)
 
     def run(self) -> tuple[list[dict], dict]:
-        queue = [run for data in self.cfg.data for run in independent_runs(self.cfg, data)]
+        queue = [run for data in self.cfg.cells for run in independent_runs(self.cfg, data)]
         self.progress.total = len(queue) + sum(
-            len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.data
+            len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.cells
         )
         queue = self.reuse(queue)
         self.enqueue(queue, self.release(queue))  # on resume a finished sweep releases its dependent runs at once
@@ -321,9 +330,15 @@ class Scheduler:
 
     def submit(self, runs: list[Run]) -> Future:
         folders = [str(run.folder(self.study_dir)) for run in runs]
+        companion = self.needs_companion(runs[0])
         if len(runs) == 1:
-            return self.executor.submit(runs[0].config.to_dict(), folders[0])
-        return self.executor.submit_seeds([run.config.to_dict() for run in runs], folders)
+            return self.executor.submit(runs[0].config.to_dict(), folders[0], companion)
+        return self.executor.submit_seeds([run.config.to_dict() for run in runs], folders, companion)
+
+    def needs_companion(self, run: Run) -> bool:
+        """Whether a claim reads the BN companion noise of this run's arm (the probe costs ~2 s a run; measured
+        only where it is read)."""
+        return (run.group, run.arm) in self.companion_arms
 
     def record_task(self, runs: list[Run], results: list[dict], seconds: float) -> None:
         """Record a finished task's runs; its worker-seconds count once (seeds trained together share them)."""
@@ -365,7 +380,7 @@ class Scheduler:
         for run, row in self.rows.items():
             folder = run.folder(self.study_dir)
             if row.get("status") == "finished" and not probes.has_probes(folder):
-                probes.probe_run(folder)
+                probes.probe_run(folder, self.needs_companion(run))
                 self.progress.probed += 1
 
     def release(self, queue: list[Run], running: Iterable[Run] = ()) -> list[Run]:
@@ -374,7 +389,7 @@ class Scheduler:
         choose the strengths and return the (not yet done) dependent runs."""
         busy = {(r.data, r.group) for r in [*queue, *running]}
         released = []
-        for data in self.cfg.data:
+        for data in self.cfg.cells:
             if data in self.chosen or (data, "sweep") in busy:
                 continue
             beyond = self.sweep_beyond_edges(data)

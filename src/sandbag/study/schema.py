@@ -26,9 +26,11 @@ SCHEMA_VERSION = 1
 LECTURE = "lecture.toml"
 CLAIM_KEYS = ("id", "text", "text_ko", "figure", "for_each", "parts")
 PART_KEYS = ("kind", "label", "label_ko", "metric", "a", "b", "first", "second", "direction", "margin",
-             "smallest_effect", "ratio", "tolerance", "check", "key")
+             "smallest_effect", "ratio", "tolerance", "check", "key", "for_each")
 SELECTORS = ("min_batch", "ref_batch", "max_batch")  # name@min_batch: the arm that runs `name` at that batch size
-TEMPLATE_FIELDS = ("tech", *SELECTORS, "learn_target")
+# In a study over train_sizes every arm is named at a size: name@500, name@min_size, name@max_size
+SIZE_SELECTORS = ("min_size", "max_size")
+TEMPLATE_FIELDS = ("tech", *SELECTORS, *SIZE_SELECTORS, "n", "learn_target")
 TEXT_KEYS = ("text", "text_ko", "label", "label_ko")
 ARM_KEYS = ("a", "b")
 PAIR_KEYS = ("first", "second")
@@ -70,7 +72,9 @@ class _Context:
         self.names = {a["arm"]: (a["group"], a["arm"]) for a in self.arms}
         sizes = cfg["batch_sizes"]
         self.batch = {"min_batch": min(sizes), "ref_batch": cfg["batch_size"], "max_batch": max(sizes)}
-        self.fields = {**self.batch, "learn_target": cfg["learn_target"]}
+        self.sizes = list(cfg.get("train_sizes") or [])
+        by_size = {"min_size": min(self.sizes), "max_size": max(self.sizes)} if self.sizes else {}
+        self.fields = {**self.batch, **by_size, "learn_target": cfg["learn_target"]}
         self.techniques = [t for t in techniques if t in self.names]
         self.smallest = cfg.get("smallest_effect") or {}
 
@@ -78,6 +82,11 @@ class _Context:
         if not isinstance(ref, str) or not ref:
             raise ConfigError(f"{where}: an arm is named by a string, got {ref!r}")
         name, _, selector = ref.partition("@")
+        if self.sizes:
+            return self.sized(name, selector, ref, where)
+        if selector in SIZE_SELECTORS or selector.isdigit():
+            raise ConfigError(f"{where}: {ref!r} names an arm at a training-set size, but the study has no "
+                              "train_sizes")
         if selector:
             if selector not in SELECTORS:
                 raise ConfigError(f"{where}: unknown arm selector {selector!r} in {ref!r}{near(selector, SELECTORS)}")
@@ -92,6 +101,21 @@ class _Context:
         if selector:
             raise ConfigError(f"{where}: no arm runs {name!r} at batch size {self.batch[selector]} ({ref!r})")
         return self.names[name]
+
+    def sized(self, name: str, selector: str, ref: str, where: str) -> tuple[str, str]:
+        """(group, "name@size") of an arm at one of the study's sizes: how the map's claims read across cells."""
+        if name not in self.names:
+            raise ConfigError(f"{where}: unknown arm {name!r}{near(name, self.names)} (the arms this study runs)")
+        sizes = ", ".join(str(n) for n in self.sizes)
+        if not selector:
+            raise ConfigError(f"{where}: the study runs every arm at train_sizes {sizes}: name {name!r} at one, "
+                              f"e.g. '{name}@{self.sizes[0]}' or '{name}@min_size'")
+        size = self.fields.get(selector) if selector in SIZE_SELECTORS else (
+            int(selector) if selector.isdigit() else None)
+        if size not in self.sizes:
+            raise ConfigError(f"{where}: {ref!r}: {selector!r} is not one of the study's train_sizes ({sizes}) "
+                              "or min_size / max_size")
+        return self.names[name][0], f"{name}@{size}"
 
 
 def _fill(text, fields: dict, where: str):
@@ -132,13 +156,15 @@ def _positive(table: dict, key: str, where: str) -> float | None:
     return value
 
 
-def _metric(part: dict, where: str) -> str:
+def _metric(part: dict, where: str, ctx: _Context) -> str:
     metric = _string(part, "metric", where, required=True)
     if metric.startswith(PROBE):
         field = metric[len(PROBE):]
         if field not in PROBE_FIELDS:
             raise ConfigError(f"{where}: unknown probe field {field!r}{near(field, PROBE_FIELDS)}")
     elif metric.startswith(TIMING):
+        if ctx.sizes:  # the timing phase measures arms per cell, not the map's arms at a size
+            raise ConfigError(f"{where}: timing claims are not available in a study over train_sizes")
         field = metric[len(TIMING):]
         if field not in TIMING_FIELDS:
             raise ConfigError(f"{where}: unknown timing quantity {field!r}{near(field, TIMING_FIELDS)}")
@@ -185,7 +211,7 @@ def _part(raw: dict, fields: dict, ctx: _Context, where: str) -> Part | None:
         if check not in BUILTINS:
             raise ConfigError(f"{where}: unknown built-in check {check!r}{near(check, BUILTINS)}")
         return Part(label=raw.get("label") or check, check=check, tolerance=_tolerance(raw, where), **common)
-    metric = _metric(raw, where)
+    metric = _metric(raw, where, ctx)
     if kind == "check":
         if not metric.startswith(PROBE):
             raise ConfigError(f"{where}: a check reads a probe field (probe.<field>), not {metric!r}")
@@ -213,6 +239,20 @@ def _part(raw: dict, fields: dict, ctx: _Context, where: str) -> Part | None:
     sign = "/" if raw.get("ratio") else "minus"
     label = raw.get("label") or (f"{metric}: {a[1]} {sign} {b[1]}" if b else f"{metric}: {a[1]}")
     return Part(label=label, a=a, b=b, ratio=bool(raw.get("ratio", False)), **shared)
+
+
+def _part_rounds(raw, fields: dict, ctx: _Context, where: str) -> list[tuple[dict, dict]]:
+    """A part table as the (table, template fields) it makes: once, or with ``for_each = "train_size"`` once per
+    size of the study, {n} the size."""
+    if not isinstance(raw, dict) or "for_each" not in raw:
+        return [(raw, fields)]
+    raw = dict(raw)
+    for_each = raw.pop("for_each")
+    if for_each != "train_size":
+        raise ConfigError(f"{where}: a part's for_each must be 'train_size', got {for_each!r}")
+    if not ctx.sizes:
+        raise ConfigError(f"{where}: for_each = 'train_size' needs the study's train_sizes")
+    return [(raw, {**fields, "n": n}) for n in ctx.sizes]
 
 
 def _pair(raw: dict, key: str, ctx: _Context, where: str):
@@ -260,7 +300,8 @@ def parse_claims(tables: list[dict], arms: list[dict], cfg: dict, techniques: li
         if for_each and not ctx.techniques:
             raise ConfigError(f"{where}: for_each = 'technique' finds no arm named after a technique")
         rounds = [{**ctx.fields, "tech": t} for t in ctx.techniques] if for_each else [ctx.fields]
-        built = [_part(p, fields, ctx, f"{where} part {i}") for fields in rounds for i, p in enumerate(parts, 1)]
+        built = [_part(p, f, ctx, f"{where} part {i}") for fields in rounds for i, p in enumerate(parts, 1)
+                 for p, f in _part_rounds(p, fields, ctx, f"{where} part {i}")]
         out.append(Claim(number, cid, _fill(raw["text"], ctx.fields, where),
                          tuple(p for p in built if p is not None),
                          _fill(raw.get("text_ko", ""), ctx.fields, where), figure))

@@ -42,13 +42,13 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
     """Time every arm of the timing claims `cfg.timing_repeats` times on each data set (at the strengths `chosen`
     per data set); write timing.json."""
     wanted = timed_arms(cfg.design.claims)
-    configs = {(r.data, r.group, r.arm): r.config for d in cfg.data
+    configs = {(r.data, r.group, r.arm): r.config for d in cfg.cells
                for r in plan.runs_of(cfg, d, chosen[d]) if r.seed == cfg.first_seed}
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows, clock = [], CPU
     try:
-        for data in cfg.data:
+        for data in cfg.cells:
             targets = [(g, a) for g, a in wanted if (data, g, a) in configs]
             dataset = load_data(configs[(data, *targets[0])]) if targets else None
             for rep in range(cfg.timing_repeats):
@@ -73,7 +73,7 @@ def is_current(timing: dict | None, cfg) -> bool:
     if not timing or timing.get("version") != 2 or timing.get("repeats") != cfg.timing_repeats:
         return False
     have = {(r["data"], r["group"], r["arm"]) for r in timing["rows"]}
-    return all((d, *arm) in have for d in cfg.data for arm in timed_arms(cfg.design.claims))
+    return all((d, *arm) in have for d in cfg.cells for arm in timed_arms(cfg.design.claims))
 
 
 def alternated(configs: list[RunConfig], dataset) -> tuple[list[dict], str]:
