@@ -14,7 +14,9 @@ or a quantity of the timing phase (``timing.seconds_per_epoch``). Claims are wri
 lecture.toml, a user's in their study file) and turned into these values once, by `sandbag.study.schema`.
 
 A claim is **decided** when every part is supported, contradicted or negligible (or a check passed or failed);
-its verdict is the parts' common verdict, or mixed. Holm's adjustment runs per data set over every paired part of
+its verdict is the parts' common verdict, or mixed. A part whose metric sits at its bound in every run of both arms
+(`at_bound`: clean training accuracy 1.0 everywhere) is *not testable*: it does not count either way, and a claim
+of such parts only is not decided. Holm's adjustment runs per data set over every paired part of
 the study's confirmatory claims, with the parts that read machine timings as a family of their own (so the other
 verdicts do not vary with the machine), and the exploratory claims (added or changed after the study first ran)
 as families of their own again.
@@ -22,6 +24,7 @@ as families of their own again.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from .layout import CELL, split_cell
@@ -30,6 +33,7 @@ from .stats import (
     ALPHA,
     DECIDED,
     INCONCLUSIVE,
+    NOT_TESTABLE,
     check_verdict,
     combine,
     holm,
@@ -184,10 +188,34 @@ def lacking(result: dict, part: Part, failed: dict, data: str) -> dict:
     return {**result, "verdict": INCONCLUSIVE, "missing": missing}
 
 
+# Metrics with bounds a run can sit at: a part comparing arms that all sit at one bound measured nothing
+BOUNDS = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0), "running_acc": (0.0, 1.0),
+          "frac_small": (0.0, 1.0), "frac_zero": (0.0, 1.0)}
+
+
+def at_bound(part: Part, table: dict, data: str) -> float | None:
+    """The bound (of `BOUNDS`) at which every run of every arm the part reads sits, or None: then the difference
+    is 0 by saturation, not by measurement (e.g. two arms at clean training accuracy 1.0 on every seed)."""
+    if part.probed or part.timed or part.column not in BOUNDS or part.kind not in ("paired", "diff_of_diffs"):
+        return None
+    values = [v for arm in part.arms() for v in per_seed(table, data, arm, part).values()]
+    for bound in BOUNDS[part.column]:
+        if values and all(v == bound for v in values):
+            return bound
+    return None
+
+
 def evaluate_part(part: Part, table: dict, data: str) -> dict:
     if part.kind in ("check", "builtin"):
         values = check_values(part, table, data)
         return {"label": part.label, "kind": "check", **check_verdict(list(values.values()), part.tolerance)}
+    bound = at_bound(part, table, data)
+    if bound is not None:
+        n = len(diffs(part, table, data))
+        return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
+                "smallest_effect": part.smallest_effect, "timed": part.timed, "n": n, "mean": math.nan,
+                "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, "bound": bound,
+                "diffs": diffs(part, table, data)}
     per = diffs(part, table, data)
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
     return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
@@ -212,8 +240,9 @@ def evaluate_claims(data_sets: list[str], rows: list[dict], claims: list[Claim],
             parts = [lacking(evaluate_part(part, timed if part.timed else table, data), part, failed, data)
                      for part in claim.parts]
             verdicts = [p["verdict"] for p in parts]
+            testable = [v for v in verdicts if v != NOT_TESTABLE]
             per_data[data] = {"verdict": combine(verdicts) if parts else INCONCLUSIVE,
-                              "decided": bool(parts) and all(v in DECIDED for v in verdicts), "parts": parts}
+                              "decided": bool(testable) and all(v in DECIDED for v in testable), "parts": parts}
         entry = {"number": claim.number, "id": claim.id, "text": claim.text, "figure": claim.figure, "data": per_data}
         if claim.id in exploratory:
             entry["exploratory"] = True
@@ -222,7 +251,7 @@ def evaluate_claims(data_sets: list[str], rows: list[dict], claims: list[Claim],
         families: dict[tuple[bool, bool], list[dict]] = {}
         for entry in out:
             for p in entry["data"][data]["parts"]:
-                if p["kind"] == "paired":
+                if p["kind"] == "paired" and p["verdict"] != NOT_TESTABLE:
                     families.setdefault((bool(entry.get("exploratory")), p["timed"]), []).append(p)
         for family in families.values():
             for part, adjusted in zip(family, holm([p["p"] for p in family]), strict=True):

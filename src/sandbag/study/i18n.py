@@ -33,6 +33,12 @@ KO: dict[str, str] = {
     "CONTRADICTED": "반박됨",
     "NEGLIGIBLE": "차이 미미",
     "inconclusive": "판단 보류",
+    "NOT TESTABLE": "검정 불가",
+    "every run at {bound}": "모든 학습이 {bound}",
+    "{data}: not testable, so neither decided nor counted ({n} parts; the metric sits at its bound in every run of "
+    "both arms, so the difference is 0 by saturation, not by measurement): {labels}.":
+        "{data}: 검정 불가라서 결론에도 집계에도 넣지 않은 부분 {n}개 (두 조건의 모든 학습에서 지표가 한계값에 "
+        "있어 차이 0은 측정이 아니라 포화의 결과입니다): {labels}.",
     "mixed": "엇갈림",
     "{mark} (decided)": "{mark} (결론남)",
     # --- report: header and protocol
@@ -365,6 +371,13 @@ KO: dict[str, str] = {
     "Gap (train − test accuracy), technique minus none, in points [95% CI] (below zero: narrower):":
         "격차 (학습 − 테스트 정확도), 기법 − 없음 (%p) [95% 신뢰구간] (0보다 작으면 격차가 좁아짐):",
     "Strength chosen on validation data at each size:": "크기마다 검증 데이터로 고른 강도:",
+    "Where each technique changes test accuracy (training images; paired rule, 95% interval):":
+        "각 기법이 테스트 정확도를 바꾸는 곳 (학습 이미지 수; 대응 비교 규칙, 95% 구간):",
+    "first pays at": "처음 효과를 내는 크기",
+    "raises": "높임",
+    "lowers": "낮춤",
+    "negligible": "미미함",
+    "cannot say": "판단 불가",
     "Test accuracy of each arm (mean over seeds):": "조건별 테스트 정확도 (시드 평균):",
     "Where each technique pays, by training-set size": "학습 데이터 크기별로 각 기법이 효과를 내는 곳",
     "test accuracy: technique − none (points)": "테스트 정확도: 기법 − 없음 (%p)",

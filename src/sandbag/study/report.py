@@ -28,7 +28,7 @@ from .layout import PROBES, TIMING, slug
 from .results import read_metrics, read_results
 
 VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negligible": "NEGLIGIBLE",
-                "inconclusive": "inconclusive", "mixed": "mixed"}
+                "inconclusive": "inconclusive", "mixed": "mixed", "not testable": "NOT TESTABLE"}
 
 
 def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | None = None) -> Path:
@@ -708,12 +708,17 @@ def _regime_section(regime_map: dict, data: str, paths: dict, t) -> list[tuple]:
     levels = [[arm, *[f"{accuracy[(arm, n)]['mean']:.4f}" if accuracy.get((arm, n), {}).get("n") else "—"
                       for n in sizes]] for arm in arms]
     header = [t("technique"), *[t("{n} images", n=n) for n in sizes]]
+    where = [[e["technique"], _g(e["first_pays"]), _sizes(e["pays"]) or "—", _sizes(e["costs"]) or "—",
+              _sizes(e["negligible"]) or "—", _sizes(e["open"]) or "—"] for e in summary]
     return [
         ("h2", t("Regime map ({data}): where each technique pays", data=data)),
         ("ul", regime_sentences(summary, rows, t)),
         ("img", paths["regime"], t("Effect of each technique on test accuracy and on the gap against training-set "
                                    "size, and each arm's test accuracy ({data}): a line above zero and outside the "
                                    "grey band pays.", data=data)),
+        ("p", t("Where each technique changes test accuracy (training images; paired rule, 95% interval):")),
+        ("table", [t("technique"), t("first pays at"), t("raises"), t("lowers"), t("negligible"), t("cannot say")],
+         where),
         ("p", t("Test accuracy, technique minus none, in points [95% CI] and its verdict by the paired rule, before "
                 "Holm's adjustment (the claims below adjust for multiple comparisons):")),
         ("table", header, table("test_acc")),
@@ -753,8 +758,11 @@ def _part_row(p: dict, t) -> list[str]:
         return [p["label"], str(p["n"]), t("worst {worst} (tolerance {tolerance})", worst=_g(p["mean"]),
                                            tolerance=_g(p["tolerance"])), "", "", mark, "", t("(deterministic check)"),
                 ""]
-    ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
     smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
+    if p["verdict"] == stats.NOT_TESTABLE:
+        return [p["label"], str(p["n"]), t("every run at {bound}", bound=_g(p["bound"])), "", smallest, mark, "—",
+                "—", "—"]
+    ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
     survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in stats.DECIDED else "—"
     beats = p.get("p_a_beats_b") or {}
     better = (f"{beats['p']:.2f} [{beats['low']:.2f}, {beats['high']:.2f}]" if beats.get("n") else "—")
@@ -811,12 +819,20 @@ def _claims_summary(cfg: dict, verdicts: list[dict], t) -> list[tuple]:
     out = []
     for data in cfg["data"]:
         decided = [v["number"] for v in verdicts if v["data"][data]["decided"]]
-        paired = [p for v in verdicts for p in v["data"][data]["parts"] if p["kind"] == "paired"]
+        untestable = [p for v in verdicts for p in v["data"][data]["parts"] if p["verdict"] == stats.NOT_TESTABLE]
+        paired = [p for v in verdicts for p in v["data"][data]["parts"]
+                  if p["kind"] == "paired" and p["verdict"] != stats.NOT_TESTABLE]
+        testable = [v for v in verdicts if v["data"][data]["verdict"] != stats.NOT_TESTABLE]
         survive = sum(1 for p in paired if p.get("holm"))
         out.append(("p", t("**{data}: {decided} of {total} claims decided** (every part supported, contradicted or "
                            "negligible); {survive} of {paired} paired parts survive Holm's correction (family-wise "
-                           "5%).", data=data, decided=len(decided), total=len(verdicts), survive=survive,
+                           "5%).", data=data, decided=len(decided), total=len(testable), survive=survive,
                            paired=len(paired))))
+        if untestable:
+            out.append(("p", t("{data}: not testable, so neither decided nor counted ({n} parts; the metric sits at "
+                               "its bound in every run of both arms, so the difference is 0 by saturation, not by "
+                               "measurement): {labels}.", data=data, n=len(untestable),
+                               labels="; ".join(p["label"] for p in untestable))))
         open_claims = []
         for v in verdicts:
             needed = [p.get("power", {}).get("seeds_needed") for p in v["data"][data]["parts"]

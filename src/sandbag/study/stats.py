@@ -9,7 +9,10 @@ freedom. A part is
 - **contradicted** if it lies on the other side (for "equivalent": wholly outside +-margin);
 - **negligible** ("no practical difference") if neither, and the interval lies inside +-the comparison's smallest
   effect of interest (the study's ``smallest_effect`` for its metric, e.g. 0.3 accuracy points);
-- **inconclusive** otherwise: a larger study could still move it; `power` says how much larger.
+- **inconclusive** otherwise: a larger study could still move it; `power` says how much larger;
+- **not testable** when the metric sits at the same bound in every run of both arms (clean training accuracy 1.0
+  everywhere, say): nothing was measured, so the part is neither decided nor counted, and stays out of Holm's
+  families (`claims.at_bound`).
 
 Each verdict has the p-value of its own test (zero difference, the non-inferiority margin, or both equivalence
 bounds), two-sided so that p < 0.05 exactly when the interval decides; `holm` adjusts them over a family of parts.
@@ -24,6 +27,7 @@ import math
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
 NEGLIGIBLE = "negligible"
+NOT_TESTABLE = "not testable"  # the metric sits at its bound (accuracy 1.0, say) in both arms: nothing measured
 DECIDED = (SUPPORTED, CONTRADICTED, NEGLIGIBLE)
 ALPHA = 0.05  # two-sided: the 95% interval
 POWER = 0.8  # the power a study should have to detect an effect
@@ -184,7 +188,10 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def combine(verdicts: list[str]) -> str:
     """A claim's verdict from its parts': their common verdict, mixed when decided parts differ (or when parts
-    point both ways), else inconclusive."""
+    point both ways), else inconclusive. Parts that are not testable do not count (all of them: not testable)."""
+    if verdicts and all(v == NOT_TESTABLE for v in verdicts):
+        return NOT_TESTABLE
+    verdicts = [v for v in verdicts if v != NOT_TESTABLE]
     if verdicts and len(set(verdicts)) == 1:
         return verdicts[0]
     if (SUPPORTED in verdicts and CONTRADICTED in verdicts) or (verdicts and all(v in DECIDED for v in verdicts)):
