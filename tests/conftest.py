@@ -1,3 +1,6 @@
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,34 @@ def tiny_study(tmp_path_factory):
     rows = run_study(load_config(TINY), out, workers=2, threads=1, command="sandbag study --config configs/tiny.toml")
     build_report(out)
     return out, rows
+
+
+@contextmanager
+def no_missing_glyphs():
+    """AssertionError after the block, naming each distinct report of a missing glyph matplotlib made inside it.
+
+    matplotlib reports one in two ways: plain text through `warnings` ("Glyph 48176 (...) missing from font(s)
+    ..."), mathtext through `logging` ("Font 'default' does not have a glyph for '\\u2212' ...": the minus of a
+    log axis's tick label). Both are collected here; a check on the warning alone misses every tick label."""
+    logged: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            logged.append(record.getMessage())
+
+    handler, logger = Collect(logging.WARNING), logging.getLogger("matplotlib")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.WARNING, logging.WARNING))  # a quieter matplotlib logger would hide them
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    found = sorted({m for m in [*logged, *(str(w.message) for w in caught)] if "glyph" in m.lower()})
+    assert not found, f"{len(found)} kinds of missing glyph: " + " | ".join(found)
 
 
 SEED_ENV = "SANDBAG_TEST_SEED"

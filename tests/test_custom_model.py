@@ -277,3 +277,206 @@ def test_the_example_places_what_each_technique_asks_for(in_repo):
     assert not {"Dropout", "BatchNorm2d", "GaussianNoise"} & kinds(["l2=1e-3", "l1=1e-4"])
     post = build_model(EXAMPLE, (1, 28, 28), 10, parse_specs(["bn:post"]))[0]
     assert [type(m).__name__ for m in post] == ["Conv2d", "ReLU", "BatchNorm2d"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A factory's model that regularizes on its own, and factories that cannot place an arm: found before any run
+
+# The official PyTorch MNIST example's Net, unchanged but for its two dropout rates ({p1}, {p2}: drawn per test run)
+NET = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sandbag.errors import ModelError
+from sandbag.regularizers import GaussianNoise, find
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout({p1})
+        self.dropout2 = nn.Dropout({p2})
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = self.dropout2(x)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+def build(input_shape, num_classes, techniques):
+    """The example as it is: it ignores its techniques."""
+    return Net()
+
+
+def mixed(input_shape, num_classes, techniques):
+    """Batch norm and noise of its own; LayerNorm and a dropout of rate 0, which do not count."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.BatchNorm1d(16), nn.LayerNorm(16), nn.ReLU(),
+                         GaussianNoise({sigma}), nn.Dropout(0.0), nn.Linear(16, num_classes))
+
+
+MOST_DROPOUT = {most}  # the highest dropout rate `capped` places (a ModelError of its own above it); 0: none
+
+
+def capped(input_shape, num_classes, techniques):
+    """Places bn, hidden noise and dropout up to MOST_DROPOUT from its techniques; nothing of its own."""
+    bn, noise = find(techniques, "bn"), find(techniques, "noise", "hidden")
+    dropout = find(techniques, "dropout") if MOST_DROPOUT else None
+    if dropout is not None and dropout.value > MOST_DROPOUT:
+        raise ModelError(f"this factory takes dropout up to {{MOST_DROPOUT}}, not {{dropout.value}}")
+    layers = [nn.Flatten(), nn.Linear(784, 16), *([nn.BatchNorm1d(16)] if bn else []), nn.ReLU(),
+              *([GaussianNoise(noise.value)] if noise else []), *([nn.Dropout(dropout.value)] if dropout else [])]
+    return nn.Sequential(*layers, nn.Linear(16, num_classes))
+'''
+
+
+def _net_module(folder: Path, name: str, monkeypatch, **values) -> None:
+    """NET as module `name` in `folder` (a user's working directory), imported afresh."""
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    (folder / f"{name}.py").write_text(NET.format(**{"p1": 0.1, "p2": 0.1, "sigma": 0.1, "most": 1, **values}))
+
+
+@pytest.fixture
+def net_module(own_module, fresh_seed, monkeypatch):
+    """mnist_net.py beside my_factories.py, its rates fresh each run; returns them (p1, p2, sigma)."""
+    rng = torch.Generator().manual_seed(fresh_seed)
+    p1, p2, sigma = (round(0.05 + 0.9 * torch.rand(1, generator=rng).item(), 2) for _ in range(3))
+    _net_module(own_module, "mnist_net", monkeypatch, p1=p1, p2=p2, sigma=sigma)
+    return p1, p2, sigma
+
+
+def _lines(capsys) -> list[str]:
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_the_layers_a_factorys_model_brings_on_its_own_are_named(net_module):
+    from sandbag.models import own_regularization
+
+    p1, p2, sigma = net_module
+    assert own_regularization("mnist_net:build", (1, 28, 28), 10) == [f"Dropout(p={p1:g}) at dropout1",
+                                                                     f"Dropout(p={p2:g}) at dropout2"]
+    assert own_regularization("mnist_net:mixed", (1, 28, 28), 10) == ["BatchNorm1d(16) at 2",
+                                                                     f"GaussianNoise(sigma={sigma:g}) at 5"]
+    assert own_regularization("my_factories:plain", (1, 28, 28), 10) == []
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    own_regularization("mnist_net:build", (1, 28, 28), 10)  # builds a model: the global random state stays
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_train_on_a_model_with_its_own_dropout_warns_in_one_line(net_module, own_module, capsys):
+    p1, p2, _ = net_module
+    assert main(["train", *TINY_TRAIN, "--model", "mnist_net:build", "--out", str(own_module / "run")]) == 0
+    assert _lines(capsys) == [f"sandbag: warning: model mnist_net:build brings regularization of its own, kept in "
+                              f"every run whatever its techniques (a study's none arm too): Dropout(p={p1:g}) at "
+                              f"dropout1, Dropout(p={p2:g}) at dropout2"]
+    assert (own_module / "run" / "summary.json").exists()
+    assert main(["train", *TINY_TRAIN, "--model", "my_factories:plain", "--out", str(own_module / "plain")]) == 0
+    assert _lines(capsys) == []  # nothing of its own: nothing said
+
+
+def test_dropout_on_a_model_with_dropout_at_other_rates_names_what_it_found(net_module, own_module, capsys):
+    p1, p2, _ = net_module
+    for reg, asks in (("dropout=0.99", "a dropout layer with p=0.99"),
+                      ("dropout=0.99:spatial", "a channel dropout layer with p=0.99")):
+        code = main(["train", *TINY_TRAIN, "--model", "mnist_net:build", "--reg", reg, "--out", str(own_module / "r")])
+        line = _one_error_line(capsys, code, f"{reg} asks for {asks}")
+        assert (f"model mnist_net:build has none that fits (it has 2 dropout layers of its own, Dropout(p={p1:g}) "
+                f"at dropout1, Dropout(p={p2:g}) at dropout2, which sandbag leaves as they are)") in line, line
+        assert "warning" not in line  # the error alone: the layers it names are the warning's
+    assert not (own_module / "r").exists()
+
+
+def _study_file(path: Path, model: str, *lines: str) -> Path:
+    text = "\n".join([f'model = "{model}"', 'data = ["digits"]', "train_size = 100", "seeds = 2", "extra_seeds = 2",
+                      "batch_sizes = [32]", *lines])
+    path.write_text(text + "\n")
+    return path
+
+
+def test_a_study_refuses_a_model_with_its_own_regularization_before_any_run(net_module, own_module, capsys):
+    from sandbag.errors import ConfigError
+    from sandbag.study import StudyConfig, load_config
+
+    p1, p2, _ = net_module
+    out = own_module / "study"
+    toml = _study_file(own_module / "net.toml", "mnist_net:build")
+    line = _one_error_line(capsys, main(["study", "--config", str(toml), "--out", str(out), "--quiet"]),
+                           f"Dropout(p={p1:g}) at dropout1, Dropout(p={p2:g}) at dropout2",
+                           'set model_own_regularization = "allow"')
+    assert line.startswith("sandbag: error: model mnist_net:build brings regularization of its own"), line
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="BatchNorm1d.16. at 2, GaussianNoise"):
+        StudyConfig(model="mnist_net:mixed", data=["digits"])
+    with pytest.raises(ConfigError, match="model_own_regularization must be one of refuse, allow, got 'yes'"):
+        StudyConfig(model_own_regularization="yes")
+    with pytest.raises(ConfigError, match="model_own_regularization must be str, got True"):
+        load_config(_study_file(own_module / "bool.toml", "ref-cnn", "model_own_regularization = true"))
+
+
+def test_allowed_the_study_checks_every_arm_and_keeps_the_layers_for_the_report(net_module, own_module):
+    """Allowed, Net still cannot place the lecture's dropout arm (its rates are its own); a study of penalties on it
+    runs, and study.json and the report's problems say what it keeps."""
+    from sandbag.study import StudyConfig, compare_config
+    from sandbag.study.i18n import translator
+    from sandbag.study.report import _problems
+    from sandbag.study.runner import study_meta
+
+    p1, p2, _ = net_module
+    with pytest.raises(ModelError, match=r"^arm 'dropout' \(dropout=0.4\) cannot run on model mnist_net:build: "):
+        StudyConfig(model="mnist_net:build", data=["digits"], model_own_regularization="allow")
+    cfg = compare_config("l2=1e-3", "none", model="mnist_net:build", data="digits", seeds=2)
+    layers = [f"Dropout(p={p1:g}) at dropout1", f"Dropout(p={p2:g}) at dropout2"]
+    assert cfg.model_own_regularization == "allow" and cfg.model_own_layers == layers
+    meta = study_meta(cfg, "sandbag compare", 1, 1)
+    assert meta["model_own_layers"] == layers
+    for lang in ("en", "ko"):
+        said = " ".join(text for _, text in _problems(meta, [], translator(lang)))
+        assert "mnist_net:build" in said and ", ".join(layers) in said, said
+    assert "model_own_layers" not in study_meta(StudyConfig(), "sandbag study", 1, 1)
+
+
+def test_compare_on_it_warns_in_one_line_before_its_runs(net_module, own_module, capsys, monkeypatch):
+    """A compare allows the model's own layers, as train does, and says so before any run (stopped here)."""
+    import sandbag.study.runner
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sandbag.study.runner, "run_study", stop)
+    p1, p2, _ = net_module
+    code = main(["compare", "l2=1e-3", "none", "--model", "mnist_net:build", "--data", "digits", "--seeds", "2",
+                 "--quiet", "--out", str(own_module / "compare")])
+    assert code == 130 and _lines(capsys) == [
+        f"sandbag: warning: model mnist_net:build brings regularization of its own, kept in every run whatever its "
+        f"techniques (a study's none arm too): Dropout(p={p1:g}) at dropout1, Dropout(p={p2:g}) at dropout2",
+        "sandbag: interrupted; files already written are complete"]
+
+
+def test_a_study_whose_factory_cannot_place_one_arm_stops_before_any_run(own_module, capsys, monkeypatch):
+    """Every arm is built before the first run: the lecture's dropout arm (at its textbook strength), and a sweep
+    strength the factory refuses while it takes the textbook one."""
+    from sandbag.study import StudyConfig
+
+    _net_module(own_module, "capped", monkeypatch, most=0.5)
+    _net_module(own_module, "never", monkeypatch, most=0)
+    out = own_module / "study"
+    toml = _study_file(own_module / "never.toml", "never:capped")
+    _one_error_line(capsys, main(["study", "--config", str(toml), "--out", str(out), "--quiet"]),
+                    "arm 'dropout' (dropout=0.4) cannot run on model never:capped: dropout=0.4 asks for a dropout "
+                    "layer with p=0.4", "model never:capped has none:")
+    assert not out.exists()
+    with pytest.raises(ModelError, match=r"^arm 'dropout=0.6' \(dropout=0.6\) cannot run on model capped:capped: "
+                                         r"this factory takes dropout up to 0.5, not 0.6$"):
+        StudyConfig(model="capped:capped", data=["digits"], sweep={"dropout": [0.2, 0.6]})
+    assert StudyConfig(model="capped:capped", data=["digits"], sweep={"dropout": [0.2, 0.5]}).model_own_layers == []

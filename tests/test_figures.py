@@ -3,7 +3,9 @@ import math
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import no_missing_glyphs
 
+from sandbag.fonts import hangul_family
 from sandbag.study import figures as F
 from sandbag.study import penalty as C
 
@@ -207,10 +209,15 @@ def _cases():
     ]
 
 
+LANGS = [pytest.param("en"), pytest.param("ko", marks=pytest.mark.skipif(
+    hangul_family() is None, reason="no Hangul font installed (make test installs Debian's fonts-nanum)"))]
+
+
+@pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("name, func, args", _cases(), ids=[c[0] for c in _cases()])
-def test_every_figure_writes_a_valid_png(tmp_path, name, func, args, monkeypatch):
-    """...without pyplot's global figure manager (which leaks figures in a long study and needs a backend): any use
-    of it fails here."""
+def test_every_figure_writes_a_valid_png(tmp_path, name, func, args, lang, monkeypatch):
+    """...in each language with every glyph drawn, and without pyplot's global figure manager (which leaks figures
+    in a long study and needs a backend): any use of it fails here."""
     import matplotlib.pyplot as plt
 
     def no_pyplot(*args, **kwargs):
@@ -219,6 +226,7 @@ def test_every_figure_writes_a_valid_png(tmp_path, name, func, args, monkeypatch
     for name_ in ("figure", "subplots", "gcf", "gca", "savefig", "subplot_mosaic"):
         monkeypatch.setattr(plt, name_, no_pyplot)
     path = tmp_path / "sub" / f"{name}.png"
-    out = func(path, *args)
+    with no_missing_glyphs(), F.language(lang):
+        out = func(path, *args, lang=lang)
     assert out == path
     _assert_png(path)

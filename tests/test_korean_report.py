@@ -3,45 +3,92 @@
 import json
 import re
 import shutil
-import warnings
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import pytest
+from conftest import no_missing_glyphs
+from matplotlib.figure import Figure
 
 from sandbag.cli import main
 from sandbag.fonts import hangul_family
-from sandbag.study import i18n
+from sandbag.study import figures, i18n
 from sandbag.study.figures import language
+from sandbag.study.report import FIGURES, build_report
 
-GLYPH_MISSING = r"Glyph .* missing from font"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference_study"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 needs_font = pytest.mark.skipif(hangul_family() is None, reason="no Hangul font installed (make test installs "
                                                                 "Debian's fonts-nanum)")
 
 
-def test_missing_glyph_check_catches_hangul_without_a_korean_font(tmp_path):
-    """The check the Korean report test relies on: matplotlib's missing-glyph warning, made an error, fires for a
-    Hangul title drawn with the default font, and stays silent with `language("ko")`."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=GLYPH_MISSING)
-        fig, ax = plt.subplots()
-        ax.set_title("배치 정규화")
-        with pytest.raises(UserWarning, match=GLYPH_MISSING):
-            fig.savefig(tmp_path / "default.png")
-        plt.close(fig)
-        if hangul_family() is not None:
-            with language("ko"):
-                fig, ax = plt.subplots()
-                ax.set_title("배치 정규화: 평균 −0.5")
-                fig.savefig(tmp_path / "hangul.png")
-                plt.close(fig)
+def _log_axis(path, family: list[str]) -> None:
+    """A log axis from 1e-6 to 1e-3 (tick labels `$\\mathdefault{10^{-6}}$`...) drawn with `family` first."""
+    with matplotlib.rc_context({"font.family": family}):
+        fig = Figure()
+        ax = fig.subplots()
+        ax.set_xscale("log")
+        ax.set_xlim(1e-6, 1e-3)
+        fig.savefig(path)
+
+
+def test_the_glyph_check_catches_both_ways_matplotlib_reports_a_missing_glyph(tmp_path):
+    """Hangul text in the default font (a `warnings` warning) and a log axis's minus in a font without U+2212 (a
+    `logging` record from mathtext; matplotlib's cmss10 has no U+2212, so no Hangul font is needed). The old check
+    turned only warnings matching "Glyph .* missing from font" into errors: it let the second through."""
+    fig = Figure()
+    fig.subplots().set_title("배치 정규화")
+    with pytest.raises(AssertionError, match="Glyph 48176"), no_missing_glyphs():
+        fig.savefig(tmp_path / "hangul.png")
+    with pytest.raises(AssertionError, match=r"does not have a glyph for '\\u2212'"), no_missing_glyphs():
+        _log_axis(tmp_path / "minus.png", ["cmss10"])
+    with no_missing_glyphs():
+        _log_axis(tmp_path / "dejavu.png", ["DejaVu Sans"])
+
+
+@needs_font
+def test_a_korean_log_axis_draws_its_minus_signs(tmp_path):
+    """The Hangul font alone (Nanum Gothic has no U+2212) lost the minus of every log tick: 10¤6 for 10^-6.
+    `language("ko")` draws it, and Hangul beside it."""
+    with pytest.raises(AssertionError, match="u2212"), no_missing_glyphs():
+        _log_axis(tmp_path / "hangul-first.png", [hangul_family(), "DejaVu Sans"])
+    with no_missing_glyphs(), language("ko"):
+        fig = Figure()
+        ax = fig.subplots()
+        ax.set_xscale("log")
+        ax.set_xlim(1e-6, 1e-3)
+        ax.set_xlabel("l2 강도: −0.5")
+        fig.savefig(tmp_path / "ko.png")
+
+
+@pytest.mark.parametrize("lang", ["en", pytest.param("ko", marks=needs_font)])
+def test_every_figure_of_the_report_draws_every_glyph(tmp_path, lang):
+    """The report's figures (each of `report.FIGURES`) of a finished study, tests/data/reference_study: its sweep
+    spans decades (log axes, negative exponents), its probes fill the dropout and BN figures."""
+    study = tmp_path / "study"
+    shutil.copytree(REFERENCE, study)
+    with no_missing_glyphs():
+        build_report(study, lang=lang)
+    drawn = {p.stem for p in (study / "figures" / "mnist-5k").glob("*.png")}
+    assert drawn == set(FIGURES), drawn ^ set(FIGURES)
+
+
+@needs_font
+def test_the_report_check_fails_with_the_hangul_font_first(tmp_path, monkeypatch):
+    """The same report with the font order sandbag had before (the Hangul font first): its log-axis ticks lose
+    the minus, and the check above says so."""
+    monkeypatch.setattr(figures, "use_hangul_font",
+                        lambda: matplotlib.rcParams.update({"font.family": [hangul_family(), "DejaVu Sans"]}))
+    study = tmp_path / "study"
+    shutil.copytree(REFERENCE, study)
+    with pytest.raises(AssertionError, match=r"'default' does not have a glyph for '\\u2212'"), no_missing_glyphs():
+        build_report(study, lang="ko")
 
 
 @pytest.fixture(scope="module")
 def korean_study(tiny_study, tmp_path_factory):
-    """A copy of the tiny study with its report rebuilt by `sandbag report --lang ko` (missing glyphs are errors)."""
+    """A copy of the tiny study with its report rebuilt by `sandbag report --lang ko` (a missing glyph fails it)."""
     if hangul_family() is None:
         pytest.skip("no Hangul font installed (make test installs Debian's fonts-nanum)")
     src, _ = tiny_study
@@ -49,8 +96,7 @@ def korean_study(tiny_study, tmp_path_factory):
     shutil.copytree(src, out)
     english = (out / "verdicts.json").read_text()
     i18n.MISSING.clear()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message=GLYPH_MISSING)
+    with no_missing_glyphs():
         assert main(["report", str(out), "--lang", "ko"]) == 0
     return out, english
 

@@ -240,6 +240,8 @@ def _cmd_train(args) -> int:
         raise ConfigError(f"--nproc {args.nproc} disagrees with torchrun's {world} processes; leave --nproc out")
     given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}
     cfg = RunConfig(**{**given, "regs": args.reg, "nproc": world or args.nproc or 1})
+    if world is None:  # here, not in each rank torchrun starts
+        _warn_own_regularization(cfg)
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
     if world is None and cfg.nproc > 1:  # the same command as nproc ranks under torchrun; rank 0 writes `out`
         distributed.check_resources(cfg.nproc, cfg.device)
@@ -258,6 +260,20 @@ def _cmd_train(args) -> int:
     else:
         print(out)
     return 0 if summary["status"] == "finished" else 1
+
+
+def _warn_own_regularization(cfg) -> None:
+    """One line on stderr when a factory's model regularizes on its own: its dropout or bn stays in the run
+    whatever --reg says (a study refuses such a model unless its file allows it)."""
+    from .data import load
+    from .models import is_factory, own_regularization, own_regularization_note
+
+    if not is_factory(cfg.model):
+        return
+    ds = load(cfg.data)
+    layers = own_regularization(cfg.model, ds.input_shape, ds.num_classes, cfg.specs)
+    if layers:
+        print(f"sandbag: warning: {own_regularization_note(cfg.model, layers)}", file=sys.stderr)
 
 
 def _cmd_evaluate(args) -> int:
@@ -303,11 +319,14 @@ def _cmd_study(args) -> int:
 
 def _run_and_report(cfg, args) -> Path:
     """Run (or resume) the study of `cfg` into --out, then build its report; return the folder."""
+    from .models import own_regularization_note
     from .study.costs import add_report_seconds
     from .study.executors import EXECUTORS
     from .study.report import build_report
     from .study.runner import run_study
 
+    if cfg.model_own_layers:  # allowed by the study (a compare always allows them): said, not refused
+        print(f"sandbag: warning: {own_regularization_note(cfg.model, cfg.model_own_layers)}", file=sys.stderr)
     suffix = f"-r{cfg.replicate}" if cfg.replicate else ""
     out = Path(args.out) if args.out else Path("studies") / f"{time.strftime('%Y-%m-%d')}-{cfg.name}{suffix}"
     console = Console(stderr=True, quiet=args.quiet)

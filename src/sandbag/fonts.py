@@ -1,4 +1,4 @@
-"""Hangul in matplotlib figures: find a Korean font the system has and make it matplotlib's sans-serif.
+"""Hangul in matplotlib figures: find a Korean font the system has and make it matplotlib's fallback font.
 
 matplotlib's bundled DejaVu Sans has no Hangul, so Korean titles would come out as empty boxes (with a "Glyph ...
 missing" warning). The set-up installs Debian's fonts-nanum (or fonts-noto-cjk); any of the families below works.
@@ -37,14 +37,18 @@ def hangul_family() -> str | None:
 
 
 def use_hangul_font() -> str:
-    """Make a Korean font matplotlib's first font family, DejaVu Sans the fallback, and return the Korean family;
-    a one-line ConfigError when the system has none."""
+    """Make DejaVu Sans matplotlib's first font family and a Korean font the fallback for what DejaVu lacks (Hangul),
+    and return the Korean family; a one-line ConfigError when the system has none."""
     import matplotlib
 
     family = hangul_family()
     if family is None:
         raise ConfigError(f"no font with Hangul found for Korean figures; {INSTALL_HINT}")
-    # A list of families: matplotlib draws each glyph from the first family that has it, so symbols the Korean
-    # font lacks (Nanum has no U+2212 minus sign) come from DejaVu Sans, matplotlib's own font.
-    matplotlib.rcParams["font.family"] = [family, "DejaVu Sans"]
+    # DejaVu Sans first, not the Korean font: plain text falls back glyph by glyph along the list, but mathtext
+    # (every tick label of a log axis, `$\mathdefault{10^{-6}}$`) draws `\mathdefault` in one font only, the
+    # first family found, whatever mathtext.fontset or mathtext.rm say, and the minus there is U+2212 even with
+    # axes.unicode_minus off. Nanum Gothic has no U+2212, so with it first a tick read 10¤6 for 10^-6. DejaVu Sans
+    # (matplotlib's own) has every symbol the English figures use, so numbers read as in English, and the
+    # Hangul in titles and labels comes from `family`.
+    matplotlib.rcParams["font.family"] = ["DejaVu Sans", family]
     return family

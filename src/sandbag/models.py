@@ -14,7 +14,9 @@ Your own model: a name ``package.module:function`` (`is_factory`) names a factor
 (`resolve_factory`). `techniques` is the run's list of `sandbag.regularizers.Spec` (what `parse_specs` returns).
 Only the factory knows where its hidden units are, so it places dropout, bn and ``noise=...:hidden`` itself;
 sandbag checks that they are there (`Technique.missing_in`), puts what goes at the input (``noise=SIGMA``) in
-front of the factory's module, and applies the penalties to any module.
+front of the factory's module, and applies the penalties to any module. It changes nothing inside the factory's
+module; what that module regularizes with on its own (built with no technique: `own_regularization`) is named for
+a warning, or a study's refusal (`sandbag.study.own_model`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import nn
 from torch.nn.modules import module as _torch_module  # its global hook registries
 
 from .errors import ModelError, SandbagError, one_line
-from .regularizers import SITES, GaussianNoise, Spec
+from .regularizers import SITES, GaussianNoise, Spec, regularizing_layers
 
 MODELS = {
     "ref-cnn": "Conv(32)-MaxPool-Conv(64)-AvgPool-Conv(128)-Dense(128)-Dense(classes): 241,546 params on 1x28x28",
@@ -284,14 +286,49 @@ def placed_by_factory(spec: Spec) -> bool:
 
 
 def check_placed(path: str, model: nn.Module, specs: Iterable[Spec]) -> None:
-    """`ModelError` naming the first layer a technique asks for that the factory's model does not have. A strength
-    of 0 is the identity, so its layer may be left out."""
+    """`ModelError` naming the first layer a technique asks for that the factory's model does not have, and the
+    layers of that technique the model has instead (at other strengths). A strength of 0 is the identity, so its
+    layer may be left out."""
     for spec in specs:
         if placed_by_factory(spec) and spec.value != 0:
             missing = spec.technique.missing_in(spec, model)
             if missing:
-                raise ModelError(f"{spec} asks for a {missing}, and model {path} has none: a model factory places "
-                                 "dropout, bn and noise=...:hidden itself, from its techniques argument")
+                raise ModelError(f"{spec} asks for a {missing}, and model {path} {_has_instead(model, spec)}: a "
+                                 "model factory places dropout, bn and noise=...:hidden itself, from its techniques "
+                                 "argument (as examples/tiny_resnet.py does)")
+
+
+def _has_instead(model: nn.Module, spec: Spec) -> str:
+    """"has none", or the technique's layers the model holds at other strengths (or places). sandbag leaves them
+    as they are rather than setting their rate to the spec's: ``dropout=P`` means dropout after the hidden dense
+    layer(s), and a factory's module tree does not say where a layer acts (the PyTorch MNIST example's first
+    dropout acts on conv features), nor would rewriting them give the study's none arm a model without them."""
+    found = regularizing_layers(model, spec.name)
+    if not found:
+        return "has none"
+    kind = "batch-norm" if spec.name == "bn" else spec.name
+    return (f"has none that fits (it has {len(found)} {kind} layer{'s' if len(found) > 1 else ''} of its own, "
+            f"{', '.join(found)}, which sandbag leaves as they are)")
+
+
+def own_regularization(path: str, input_shape: Sequence[int], num_classes: int, specs: Sequence[Spec] = ()
+                       ) -> list[str]:
+    """The regularizing layers (`sandbag.regularizers.regularizing_layers`) of factory `path`'s model built with no
+    technique: what every run of it keeps whatever its techniques, a study's none arm too. `specs`: a run's
+    techniques, built first, so a technique the factory cannot place raises its error before anything is said
+    about the model's own layers. Built with torch's global random state left as it was (a check changes no
+    later draw)."""
+    with torch.random.fork_rng(devices=[]):
+        if specs:
+            build_model(path, input_shape, num_classes, specs)
+        model = build_model(path, input_shape, num_classes, [])
+    return regularizing_layers(model)
+
+
+def own_regularization_note(path: str, layers: Sequence[str]) -> str:
+    """One line that names the regularization a factory's model brings on its own."""
+    return (f"model {path} brings regularization of its own, kept in every run whatever its techniques (a study's "
+            f"none arm too): {', '.join(layers)}")
 
 
 def _check_logits(path: str, model: nn.Module, input_shape: tuple[int, ...], num_classes: int) -> None:

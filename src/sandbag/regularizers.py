@@ -150,6 +150,15 @@ class Technique:
         layers, named for an error message; "" when nothing is missing (or the technique has no layers)."""
         return ""
 
+    def acts_as_layer(self, module: nn.Module) -> bool:
+        """Whether `module` is a layer of this technique that acts (a strength of 0 is the identity): how a user's
+        model is searched for regularization it brings on its own (`regularizing_layers`)."""
+        return False
+
+    def layer_text(self, module: nn.Module) -> str:
+        """One of this technique's layers as a message names it: its class and strength."""
+        return type(module).__name__
+
     def help(self) -> str:
         value = f"={self.metavar}" if self.meaning else ""
         return self.name + value + "".join(f"[:{o}]" for o in self.options)
@@ -234,6 +243,12 @@ class Noise(Technique):
             return ""
         return f"sandbag.regularizers.GaussianNoise({spec.value}) layer"
 
+    def acts_as_layer(self, module):
+        return isinstance(module, GaussianNoise) and module.sigma > 0
+
+    def layer_text(self, module):
+        return f"{type(module).__name__}(sigma={module.sigma:g})"
+
 
 class Dropout(Technique):
     """Inverted dropout with drop rate p:  y = m * x / (1 - p),  m_i ~ Bernoulli(1 - p)  in training; y = x in
@@ -261,6 +276,12 @@ class Dropout(Technique):
         kinds = "nn.Dropout1d/2d/3d or nn.FeatureAlphaDropout" if spatial else "nn.Dropout, nn.AlphaDropout, ..."
         return f"{'channel ' if spatial else ''}dropout layer with p={spec.value} ({kinds})"
 
+    def acts_as_layer(self, module):
+        return isinstance(module, DROPOUT_LAYERS) and module.p > 0
+
+    def layer_text(self, module):
+        return f"{type(module).__name__}(p={module.p:g})"
+
 
 class BatchNorm(Technique):
     """Batch normalization (torch's BatchNorm, momentum 0.1, eps 1e-5), per feature (channel) over the batch:
@@ -283,6 +304,12 @@ class BatchNorm(Technique):
             return ""
         return "batch-norm layer (nn.BatchNorm1d/2d/3d)"
 
+    def acts_as_layer(self, module):
+        return isinstance(module, BATCHNORM_LAYERS)
+
+    def layer_text(self, module):
+        return f"{type(module).__name__}({module.num_features})"
+
 
 def _holds(model: nn.Module, kinds: tuple[type, ...], attribute: str = "", value: float | None = None) -> bool:
     """Whether `model` has a layer of one of `kinds` (whose `attribute` equals `value`, when given)."""
@@ -291,6 +318,25 @@ def _holds(model: nn.Module, kinds: tuple[type, ...], attribute: str = "", value
 
 
 TECHNIQUES: dict[str, Technique] = {t.name: t for t in (L2(), L1(), Noise(), Dropout(), BatchNorm())}
+
+
+def regularizing_layers(model: nn.Module, technique: str | None = None) -> list[str]:
+    """The layers of `model` that regularize by themselves, in module order, as "Dropout(p=0.25) at dropout1"; only
+    `technique`'s with one given.
+
+    What counts: dropout of every torch kind (p > 0), batch norm of every kind (its batch statistics add noise to
+    training, and it is one of the techniques studied here) and `GaussianNoise` (sigma > 0): each technique's own
+    `acts_as_layer`. Not counted: GroupNorm, LayerNorm and InstanceNorm, which normalize each sample on its own (no
+    batch statistics, so no noise from the batch) and are part of an architecture rather than a technique studied
+    here; the penalties, which live in the loss and the step, never in a module; and functional dropout
+    (``F.dropout`` in a forward method), which leaves no module to find."""
+    found = []
+    for path, module in model.named_modules():
+        for name, tech in TECHNIQUES.items():
+            if (technique is None or name == technique) and tech.acts_as_layer(module):
+                found.append(f"{tech.layer_text(module)} at {path or 'the model itself'}")
+    return found
+
 # Another way to write a technique: name -> (technique, what the value means, allowed range, check, conversion)
 ALIASES: dict[str, tuple[str, str, str, Callable[[float], bool], Callable[[float], float]]] = {
     "keep": ("dropout", "keep ratio", "a number in (0, 1]", lambda v: 0 < v <= 1, lambda v: round(1.0 - v, 12)),

@@ -61,8 +61,10 @@ def compare_config(a: str, b: str, **settings) -> StudyConfig:
         raise ConfigError(f"unknown compare settings {sorted(unknown)}")
     given = {k: v for k, v in settings.items() if v is not None}
     base = load_preset(BASE_PRESET).to_dict()
+    # model_own_regularization "allow": a compare warns of a factory's own dropout or bn (the command line prints
+    # the layers), as `sandbag train` does, rather than refusing as a study file does by default
     base.update(name="compare", lecture=False, quick=False, data_options={}, timing_repeats=0, batch_seeds=None,
-                **given)
+                model_own_regularization="allow", **given)
     if isinstance(base["data"], str):
         base["data"] = [base["data"]]
     swept = "{" in "".join(specs_a + specs_b)

@@ -18,10 +18,10 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError, SandbagError
-from ..models import check_model_name, is_factory, resolve_factory
+from ..models import check_model_name
 from ..regularizers import TECHNIQUES, tunable
 from ..runs import RunConfig
-from . import layout, plan
+from . import layout, own_model, plan
 from .layout import SAMPLING, SEED_BLOCK
 from .results import AGGREGATE_METRICS
 
@@ -36,6 +36,9 @@ class StudyConfig:
     name: str = "standard"
     data: list[str] = field(default_factory=lambda: ["mnist-5k"])
     model: str = "ref-cnn"  # or your own model's factory, "package.module:function" (see sandbag.models)
+    # "allow": the factory's model may bring dropout, batch norm or noise of its own (kept in every arm, the none arm
+    # too); "refuse" (default): such a study stops before its first run, naming the layers (see study.own_model)
+    model_own_regularization: str = "refuse"
     train_size: int | None = None
     # the regime map: run every arm at each of these training-set sizes (each size its own sweep, strengths chosen
     # per size), instead of at train_size; claims name arms at a size ("dropout@500", "dropout@min_size")
@@ -157,8 +160,9 @@ class StudyConfig:
             except SandbagError as exc:
                 raise ConfigError(f"arm {arm['arm']!r}: {exc}") from None
         check_model_name(self.model)
-        if is_factory(self.model):
-            resolve_factory(self.model)  # a bad path stops the study here, before any run, not in every worker
+        # a factory is imported and built for every arm here: a bad path, an arm it cannot place or regularization
+        # of its own stops the study before any run, not in the workers; the layers allowed are kept for the report
+        self.model_own_layers = own_model.check_model(self)
 
     @property
     def first_seed(self) -> int:

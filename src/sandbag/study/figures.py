@@ -38,8 +38,9 @@ OTHER = "#7F7F7F"
 
 @contextmanager
 def language(lang: str = "en"):
-    """Figures drawn inside speak `lang`'s fonts: for Korean a Hangul font first in the sans-serif list (restored
-    on leaving), so no title falls back to empty boxes."""
+    """Figures drawn inside speak `lang`'s fonts: for Korean a Hangul font behind DejaVu Sans in the font list
+    (`fonts.use_hangul_font`; restored on leaving), so no title falls back to empty boxes and every number and
+    tick label is drawn as in English."""
     with matplotlib.rc_context():
         if lang == "ko":
             use_hangul_font()

@@ -127,6 +127,12 @@ KO: dict[str, str] = {
     "inconclusive. Run the same `sandbag study` command on this folder again to probe them.**":
         "**끝난 학습 {n}회에 probes.json(학습된 모델의 측정값)이 없어 이를 쓰는 주장은 판단 보류입니다. 같은 "
         "`sandbag study` 명령을 이 폴더에 다시 실행하면 측정합니다.**",
+    "**Model {model} regularizes on its own in every arm, the none arm too (the study allows it: "
+    "model_own_regularization = \"allow\"): {layers}. No arm is unregularized; each technique is compared with the "
+    "model as it comes.**":
+        "**모델 {model}은 모든 조건에서, none 조건에서도 스스로 정규화합니다(실험 설정이 허용함: "
+        "model_own_regularization = \"allow\"): {layers}. 정규화가 전혀 없는 조건은 없으며, 각 기법은 모델 "
+        "그대로와 비교됩니다.**",
     "**{data}: every validation run of {techniques} diverged; the textbook strength was used instead.**":
         "**{data}: {techniques}의 검증 학습이 모두 발산해 교과서 강도를 대신 썼습니다.**",
     # --- report: chosen strengths

@@ -580,6 +580,11 @@ def _problems(meta, rows, t) -> list[tuple]:
         names = ", ".join(sorted({f"{r['data']}/{r['group']}/{r['arm']}" for r in diverged}))
         out.append(("p", t("**{n} run(s) did not finish (status diverged: NaN/inf loss) and are left out of every "
                            "comparison:** {names}.", n=len(diverged), names=names)))
+    if meta.get("model_own_layers"):
+        out.append(("p", t("**Model {model} regularizes on its own in every arm, the none arm too (the study "
+                           "allows it: model_own_regularization = \"allow\"): {layers}. No arm is unregularized; "
+                           "each technique is compared with the model as it comes.**", model=meta["config"]["model"],
+                           layers=", ".join(meta["model_own_layers"]))))
     unprobed = [r for r in rows if r["status"] == "finished" and not r.get("probes")]
     if unprobed:
         out.append(("p", t("**{n} finished run(s) have no probes.json (measurements of the trained model); the "

@@ -203,6 +203,9 @@ def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int
         "techniques": list(TECHNIQUES), "tunable": tunable(), "arms": cfg.design.arms,
         "claims": [c.to_dict() for c in claims],
         "design": now, "preregistered": (before or {}).get("preregistered") or now,
+        # what a factory's model regularizes with on its own, kept in every arm (the study allowed it): the report
+        # says so up front
+        **({"model_own_layers": cfg.model_own_layers} if cfg.model_own_layers else {}),
     }
 
 
