@@ -212,13 +212,15 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
     bound = at_bound(part, table, data)
     if bound is not None:
         n = len(diffs(part, table, data))
-        return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
+        return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio,
+                "direction": part.direction, "margin": part.margin,
                 "smallest_effect": part.smallest_effect, "timed": part.timed, "n": n, "mean": math.nan,
                 "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, "bound": bound,
                 "diffs": diffs(part, table, data)}
     per = diffs(part, table, data)
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
-    return {"label": part.label, "kind": "paired", "direction": part.direction, "margin": part.margin,
+    return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio,
+            "direction": part.direction, "margin": part.margin,
             "smallest_effect": part.smallest_effect, "timed": part.timed, "diffs": per, **result,
             "p_a_beats_b": probability_of_improvement(list(per.values()))}
 

@@ -178,10 +178,14 @@ KO: dict[str, str] = {
     "worst {worst} (tolerance {tolerance})": "최악 {worst} (허용치 {tolerance})",
     "(deterministic check)": "(결정적 검사)",
     "{figure} ({data})": "{figure} ({data})",
-    "{n} seeds would detect the observed difference ({observed})":
-        "시드 {n}개면 관측된 차이({observed})를 찾아낼 수 있음",
+    "the observed difference ({observed})": "관측된 차이({observed})",
+    "the observed distance from the margin ({observed})": "관측된 마진까지의 거리({observed})",
+    "{n} seeds would detect {against}": "시드 {n}개면 {against}를 찾아낼 수 있음",
     "no number of seeds detects a difference of 0": "차이가 0이면 시드를 늘려도 찾아낼 수 없음",
-    "more than {n} seeds would be needed for the observed difference": "관측된 차이에는 시드가 {n}개보다 많이 필요함",
+    "more than {n} seeds would be needed for {against}": "{against}에는 시드가 {n}개보다 많이 필요함",
+    "pt": "%p",
+    "epochs": "에포크",
+    "s": "초",
     "Power ({label}): with n = {n} the smallest difference detected with 80% power is {detectable}; {more}.":
         "검정력 ({label}): n = {n}일 때 80% 검정력으로 찾아낼 수 있는 가장 작은 차이는 {detectable}; {more}.",
     "**{data}: {decided} of {total} claims decided** (every part supported, contradicted or negligible); {survive} "

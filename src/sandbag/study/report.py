@@ -767,11 +767,38 @@ def _part_row(p: dict, t) -> list[str]:
     if p["verdict"] == stats.NOT_TESTABLE:
         return [p["label"], str(p["n"]), t("every run at {bound}", bound=_g(p["bound"])), "", smallest, mark, "—",
                 "—", "—"]
-    ci = f"[{_g(p['ci_low'])}, {_g(p['ci_high'])}]"
+    ci = f"[{_amount(p, p['ci_low'], t)}, {_amount(p, p['ci_high'], t)}]"
+    if p.get("smallest_effect"):
+        smallest = _amount(p, p["smallest_effect"], t, sign=False)
     survives = t("yes") if p.get("holm") else t("no") if p["verdict"] in stats.DECIDED else "—"
     beats = p.get("p_a_beats_b") or {}
     better = (f"{beats['p']:.2f} [{beats['low']:.2f}, {beats['high']:.2f}]" if beats.get("n") else "—")
-    return [p["label"], str(p["n"]), _g(p["mean"]), ci, smallest, mark, _g(p.get("p_holm")), survives, better]
+    return [p["label"], str(p["n"]), _amount(p, p["mean"], t), ci, smallest, mark, _g(p.get("p_holm")), survives,
+            better]
+
+
+# How a difference of each metric reads: (scale, unit); accuracies and shares in points, the rest as measured
+UNITS = {"train_acc": (100, "pt"), "val_acc": (100, "pt"), "test_acc": (100, "pt"), "gap": (100, "pt"),
+         "running_acc": (100, "pt"), "frac_small": (100, "pt"), "frac_zero": (100, "pt"),
+         "epochs_to_target": (1, "epochs"), "seconds_per_epoch": (1, "s"), "total_seconds": (1, "s")}
+
+
+def _unit(p: dict) -> tuple[float, str]:
+    """A part's (scale, unit) for a reader: a ratio in percent, a known metric in its unit, else as measured."""
+    if p.get("ratio"):
+        return 100, "%"
+    metric = (p.get("metric") or "").split(".", 1)[-1]
+    return UNITS.get(metric, (1, ""))
+
+
+def _amount(p: dict, value, t, sign: bool = True) -> str:
+    """A value of a part's difference in the reader's unit: +1.43 pt, +2.1%, -0.8 epochs (a bare number without a
+    known unit)."""
+    if value is None or not math.isfinite(value):
+        return _g(value)
+    scale, unit = _unit(p)
+    number = f"{scale * value:+.3g}" if sign else f"{scale * value:.3g}"
+    return f"{number}{unit}" if unit == "%" else f"{number} {t(unit)}" if unit else number
 
 
 def _claim_cell(result: dict, t) -> str:
@@ -808,13 +835,17 @@ def _power_lines(parts: list[dict], t) -> list[str]:
         if p["verdict"] != stats.INCONCLUSIVE or not power or power.get("detectable") is None:
             continue
         needed = power.get("seeds_needed")
-        more = (t("{n} seeds would detect the observed difference ({observed})", n=needed,
-                  observed=_g(power["observed"])) if needed
+        # what the power is of: the mean difference against zero, or (noninferior, equivalent) its distance from
+        # the margin it must clear, which is not the mean difference shown beside it
+        against = (t("the observed distance from the margin ({observed})", observed=_amount(p, power["observed"], t))
+                   if p.get("direction") in stats.NEEDS_MARGIN else
+                   t("the observed difference ({observed})", observed=_amount(p, power["observed"], t)))
+        more = (t("{n} seeds would detect {against}", n=needed, against=against) if needed
                 else t("no number of seeds detects a difference of 0") if not power.get("observed")
-                else t("more than {n} seeds would be needed for the observed difference", n=stats.MAX_SEEDS))
+                else t("more than {n} seeds would be needed for {against}", n=stats.MAX_SEEDS, against=against))
         lines.append(t("Power ({label}): with n = {n} the smallest difference detected with 80% power is "
-                       "{detectable}; {more}.", label=p["label"], n=p["n"], detectable=_g(power["detectable"]),
-                       more=more))
+                       "{detectable}; {more}.", label=p["label"], n=p["n"],
+                       detectable=_amount(p, power["detectable"], t, sign=False), more=more))
     return lines
 
 
