@@ -59,3 +59,31 @@ def test_unreadable_data_file_is_one_line(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+TINY_TRAIN = ["train", "--train-size", "100", "--epochs", "1", "--batch-size", "50", "--quiet"]
+
+
+def test_train_refuses_to_replace_a_finished_run_unless_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TINY_TRAIN, "--seed", "1", "--out", str(run)]) == 0
+    kept = {name: (run / name).read_bytes() for name in ("summary.json", "model.pt", "config.json")}
+    capsys.readouterr()
+    assert main([*TINY_TRAIN, "--seed", "2", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sandbag: error:") and "--overwrite" in err[0], err
+    assert {name: (run / name).read_bytes() for name in kept} == kept  # not a byte touched
+    assert main([*TINY_TRAIN, "--seed", "2", "--out", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "config.json").read_text())["seed"] == 2
+    assert (run / "model.pt").read_bytes() != kept["model.pt"]
+
+
+def test_train_uses_an_unfinished_or_empty_out_folder(tmp_path):
+    empty, unfinished = tmp_path / "empty", tmp_path / "unfinished"
+    empty.mkdir()
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text("{}")  # a run killed before its summary.json
+    (unfinished / "summary.json").write_text('{"status": "running"')  # half a file: not a complete run
+    for out in (empty, unfinished):
+        assert main([*TINY_TRAIN, "--out", str(out)]) == 0
+        assert json.loads((out / "summary.json").read_text())["status"] == "finished"

@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model and write a run folder")
     _add_run_options(train)
     _add_train_options(train)
-    train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>)")
+    train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>); one holding a finished run "
+                       "is refused unless --overwrite")
+    train.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar or table")
     train.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel training on N processes here (DDP under torchrun: gloo on CPU, nccl with "
@@ -241,6 +243,8 @@ def _cmd_train(args) -> int:
     given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if getattr(args, f.name, None) is not None}
     cfg = RunConfig(**{**given, "regs": args.reg, "nproc": world or args.nproc or 1})
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
+    if not args.overwrite:
+        _keep_finished_run(out)
     if world is None and cfg.nproc > 1:  # the same command as nproc ranks under torchrun; rank 0 writes `out`
         distributed.check_resources(cfg.nproc, cfg.device)
         distributed.launch(cfg.nproc, ["-m", "sandbag", *args.argv, "--out", str(out)], threads=cfg.threads)
@@ -258,6 +262,18 @@ def _cmd_train(args) -> int:
     else:
         print(out)
     return 0 if summary["status"] == "finished" else 1
+
+
+def _keep_finished_run(out: Path) -> None:
+    """Refuse to train into a folder that holds a complete run (its summary.json, written last, says finished or
+    diverged): training would replace it without a word. An unfinished or empty folder is used as it is."""
+    from .errors import ConfigError
+    from .runs import read_summary
+
+    summary = read_summary(out)
+    if summary is not None:
+        raise ConfigError(f"{out} holds a {summary['status']} run (summary.json); pass --overwrite to replace it, or "
+                          "choose another --out")
 
 
 def _cmd_evaluate(args) -> int:
