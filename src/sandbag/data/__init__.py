@@ -30,7 +30,7 @@ DATASETS: dict[str, str] = {
     "/usr/share/datasets/fashion-mnist/ (apt-get install dataset-fashion-mnist)",
     "idx:DIR": "the four MNIST-style IDX files (raw or .gz) in DIR: MNIST, Fashion-MNIST, KMNIST",
     "cifar10:DIR": "CIFAR-10 binary version: data_batch_N.bin and test_batch.bin in DIR or DIR/cifar-10-batches-bin",
-    "npz:FILE": "a NumPy .npz archive with arrays x_train, y_train, x_test, y_test",
+    "npz:FILE": "a NumPy .npz archive with arrays x_train, y_train, x_test, y_test (and optionally num_classes)",
 }
 
 DATA_ENV = "SANDBAG_DATA"
@@ -214,9 +214,8 @@ def _load_cifar10(directory: Path, name: str) -> Dataset:
 
 
 def _load_npz(path: Path, name: str) -> Dataset:
-    x_train, y_train, x_test, y_test = read_npz(path, name)
-    num_classes = max(2, int(max(y_train.max(), y_test.max())) + 1)
-    return _to_dataset(name, x_train, y_train, x_test, y_test, num_classes=num_classes)
+    *arrays, num_classes = read_npz(path, name)
+    return _to_dataset(name, *arrays, num_classes=num_classes)
 
 
 # ---------------------------------------------------------------------------------------------------------
