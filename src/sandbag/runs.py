@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from . import files
-from .data import TEST_SPLITS
+from .data import TEST_SPLITS, relative_path
 from .errors import CheckpointError, ConfigError, one_line
 from .models import build_model, check_model_name
 from .regularizers import Spec, parse_specs
@@ -75,11 +76,17 @@ class RunConfig:
     threads: int | None = None
     channels_last: bool = True
     tensorboard: bool = False
+    # Where a relative data path (npz:data.npz) is read from: the working directory when the config was made, so
+    # `sandbag evaluate RUN` finds the data from anywhere. Recorded beside the path rather than folded into it, so
+    # the config hash (and a study's run folders) stays the same wherever the study is run from.
+    base_dir: str | None = None
 
-    EXECUTION = ("device", "threads", "channels_last", "tensorboard")
+    EXECUTION = ("device", "threads", "channels_last", "tensorboard", "base_dir")
 
     def __post_init__(self) -> None:
         self.regs = [str(s) for s in parse_specs(self.regs)]  # validate early, store canonically
+        if self.base_dir is None and relative_path(self.data):
+            self.base_dir = os.getcwd()
         check_model_name(self.model)  # a factory path only by its shape: nothing is imported here
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
