@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=i18n.LANGS, default="en", help=LANG_HELP)
     report.add_argument("--against", metavar="STUDY_DIR", help="show another study's verdicts beside these, part "
                         "by part, with the count that agree (e.g. a replicate and its original)")
+    report.add_argument("--out", metavar="DIR", help="write the report (report.html, report.md, figures/, "
+                        "verdicts.json, analysis.json) into DIR and only read STUDY_DIR, e.g. a Korean report beside "
+                        "the English one (default: STUDY_DIR itself)")
     return parser
 
 
@@ -436,18 +439,19 @@ def _cmd_report(args) -> int:
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():
         raise ConfigError(f"{study_dir} is not a study folder (no study.json and results.csv)")
-    path = build_report(study_dir, lang=args.lang, against=Path(args.against) if args.against else None)
-    _print_verdicts(study_dir, quiet=False, lang=args.lang)
+    out = Path(args.out) if args.out else None
+    path = build_report(study_dir, lang=args.lang, against=Path(args.against) if args.against else None, out=out)
+    _print_verdicts(study_dir, quiet=False, lang=args.lang, report_dir=out)
     print(path)
     return 0
 
 
-def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en") -> None:
+def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en", report_dir: Path | None = None) -> None:
     if quiet:
         return
     from .study.report import localized_verdicts
 
-    verdicts, t, cell = localized_verdicts(study_dir, lang)
+    verdicts, t, cell = localized_verdicts(study_dir, lang, report_dir)
     table = Table(title=t("claims ({where})", where=study_dir))
     table.add_column("#", justify="right")
     table.add_column(t("claim"))

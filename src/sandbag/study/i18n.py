@@ -189,6 +189,9 @@ KO: dict[str, str] = {
     "claims read, from each run's probes.json), verdicts.json, figures/, runs/.":
         "results.csv(학습마다 한 줄), aggregate.csv(조건별 평균·표준편차·n), analysis.json(주장이 읽는 측정값, 각 "
         "학습의 probes.json에서), verdicts.json(영어), figures/, runs/.",
+    "Built by `sandbag report --out` from the study folder `{study}`, which holds results.csv, aggregate.csv and "
+    "runs/.": "`sandbag report --out`으로 실험 폴더 `{study}`에서 만든 보고서입니다. results.csv, aggregate.csv, "
+              "runs/는 그 폴더에 있습니다.",
     " (exploratory)": " (탐색적)",
     "Design {now}; preregistered as {first} when the study first ran ({at}).":
         "설계 {now}; 실험을 처음 실행할 때({at}) {first}(으)로 사전 등록됨.",
