@@ -483,6 +483,16 @@ def test_npz_num_classes_sets_the_outputs_and_bounds_the_labels(tmp_path, fresh_
             load(_npz_with_labels(tmp_path / "d.npz", y, y, rng, num_classes=bad))
 
 
+def test_npz_labels_shaped_like_keras_cifar_are_refused_with_the_fix(tmp_path):
+    x, y = np.zeros((4, 32, 32, 3), np.uint8), np.array([[0], [1], [1], [0]], dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match=r"y_train: labels must be 1-D \(N,\), got shape \(4, 1\); flatten them with "
+                                        r"y\.ravel\(\)"):
+        load(f"npz:{tmp_path / 'd.npz'}")
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y.ravel(), x_test=x, y_test=y.ravel())
+    assert load(f"npz:{tmp_path / 'd.npz'}").input_shape == (3, 32, 32)
+
+
 def test_npz_header_claiming_huge_shape_does_not_allocate(tmp_path):
     buf = io.BytesIO()
     np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (10**6, 10**6)})

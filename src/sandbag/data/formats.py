@@ -417,5 +417,6 @@ def _npz_images(x: np.ndarray, source: str) -> np.ndarray:
 
 def _npz_labels(y: np.ndarray, source: str) -> np.ndarray:
     if y.ndim != 1:
-        raise DataError(f"{source}: labels must be 1-D (N,), got shape {y.shape}")
+        hint = "; flatten them with y.ravel()" if y.ndim == 2 and y.shape[1] == 1 else ""  # Keras' CIFAR-10 labels
+        raise DataError(f"{source}: labels must be 1-D (N,), got shape {y.shape}{hint}")
     return _check_labels(y, source, num_classes=None)
