@@ -338,7 +338,8 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t) ->
         ("p", t("{n_runs} runs on {data}; {seeds} seeds for the headline comparison, {extra_seeds} for the "
                 "sub-experiments. Wall time {wall}, compute in runs {compute}.", n_runs=n_runs,
                 data=", ".join(cfg["data"]), seeds=cfg["seeds"], extra_seeds=cfg["extra_seeds"],
-                wall=_fmt_seconds(meta.get("wall_seconds")), compute=_fmt_seconds(meta.get("cpu_seconds_runs")))),
+                wall=format_duration(meta.get("wall_seconds"), t),
+                compute=format_duration(meta.get("cpu_seconds_runs"), t))),
         *_problems(meta, rows, t),
         ("p", t("Command: `{command}`", command=meta["command"])),
         ("p", t("Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, "
@@ -727,10 +728,11 @@ def _g(x) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _fmt_seconds(s) -> str:
+def format_duration(s, t) -> str:
+    """A duration in the report's language: minutes from two minutes on, else seconds."""
     if s is None:
         return "n/a"
-    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+    return t("{minutes} min", minutes=f"{s / 60:.1f}") if s >= 120 else t("{seconds} s", seconds=f"{s:.0f}")
 
 
 def _markdown(blocks) -> str:
