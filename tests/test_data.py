@@ -384,7 +384,7 @@ def test_npz_layouts_roundtrip(tmp_path, layout):
     rng = np.random.default_rng(20 + layout)
     stored, expected = _layouts(rng)[layout]
     path = tmp_path / "d.npz"
-    y_train, y_test = np.array([0, 4, 2, 1, 0]), np.array([3, 0, 1, 1, 2], dtype=np.uint8)
+    y_train, y_test = np.array([0, 4, 2, 1, 3]), np.array([3, 0, 1, 1, 2], dtype=np.uint8)
     np.savez(path, x_train=stored, y_train=y_train, x_test=stored, y_test=y_test)
     ds = load(f"npz:{path}")
     assert ds.x_train.shape == expected.shape and ds.x_train.is_contiguous()
@@ -443,6 +443,54 @@ def test_npz_errors(tmp_path):
     np.save(tmp_path / "plain.npy", x)
     with pytest.raises(DataError, match="not an .npz"):
         load(f"npz:{tmp_path / 'plain.npy'}")
+
+
+def _npz_with_labels(path: Path, y_train, y_test, rng, **extra) -> str:
+    x = rng.integers(0, 256, (max(len(y_train), len(y_test)), 6, 6), dtype=np.uint8)
+    np.savez(path, x_train=x[: len(y_train)], y_train=y_train, x_test=x[: len(y_test)], y_test=y_test, **extra)
+    return f"npz:{path}"
+
+
+def test_npz_test_labels_missing_from_training_are_named(tmp_path, fresh_seed):
+    """The new user's file: training labels 5..14, test labels 0..9. Refused, naming the labels, instead of a
+    15-class model that scores 0.008; a random proper subset of the training classes on the test side is fine."""
+    rng = np.random.default_rng(fresh_seed)
+    spec = _npz_with_labels(tmp_path / "d.npz", rng.permutation(np.arange(40) % 10 + 5), np.arange(30) % 10, rng)
+    with pytest.raises(DataError, match=r"test labels 0\.\.4 never occur in y_train \(training labels 5\.\.14\)"):
+        load(spec)
+    classes = np.sort(rng.choice(10, size=int(rng.integers(2, 10)), replace=False))
+    missing = int(rng.choice(np.setdiff1d(np.arange(10), classes)))
+    y_test = np.append(rng.choice(classes, 20), missing)
+    with pytest.raises(DataError, match=rf"test label {missing} never occurs in y_train") as info:
+        load(_npz_with_labels(tmp_path / "d.npz", np.repeat(classes, 3), y_test, rng))
+    assert "\n" not in str(info.value)
+    ds = load(_npz_with_labels(tmp_path / "d.npz", np.repeat(classes, 3), rng.choice(classes, 20), rng))
+    assert ds.num_classes == max(2, int(classes.max()) + 1)
+
+
+def test_npz_num_classes_sets_the_outputs_and_bounds_the_labels(tmp_path, fresh_seed):
+    rng = np.random.default_rng(fresh_seed)
+    n = int(rng.integers(4, 30))
+    y = rng.permutation(np.arange(12) % 3)
+    ds = load(_npz_with_labels(tmp_path / "d.npz", y, y[:5], rng, num_classes=n))
+    assert ds.num_classes == n  # more outputs than the labels present: the archive says so
+    with pytest.raises(DataError, match=r"y_train has label 2, but the archive's num_classes is 2 \(labels 0\.\.1\)"):
+        load(_npz_with_labels(tmp_path / "d.npz", y, y[y < 2], rng, num_classes=2))
+    with pytest.raises(DataError, match=r"y_test has labels 7, 8, but the archive's num_classes is 7"):
+        load(_npz_with_labels(tmp_path / "d.npz", np.arange(7), np.array([7, 8, 0]), rng, num_classes=7))
+    for bad in (np.int64(1), np.float64(10.0), np.array([3, 4]), np.True_):
+        with pytest.raises(DataError, match="num_classes must be one integer from 2 to"):
+            load(_npz_with_labels(tmp_path / "d.npz", y, y, rng, num_classes=bad))
+
+
+def test_npz_labels_shaped_like_keras_cifar_are_refused_with_the_fix(tmp_path):
+    x, y = np.zeros((4, 32, 32, 3), np.uint8), np.array([[0], [1], [1], [0]], dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(DataError, match=r"y_train: labels must be 1-D \(N,\), got shape \(4, 1\); flatten them with "
+                                        r"y\.ravel\(\)"):
+        load(f"npz:{tmp_path / 'd.npz'}")
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y.ravel(), x_test=x, y_test=y.ravel())
+    assert load(f"npz:{tmp_path / 'd.npz'}").input_shape == (3, 32, 32)
 
 
 def test_npz_header_claiming_huge_shape_does_not_allocate(tmp_path):

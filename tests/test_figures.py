@@ -230,3 +230,54 @@ def test_every_figure_writes_a_valid_png(tmp_path, name, func, args, lang, monke
         out = func(path, *args, lang=lang)
     assert out == path
     _assert_png(path)
+
+
+def _texts(fig) -> list[str]:
+    from matplotlib.text import Text
+
+    return [t.get_text() for t in fig.findobj(Text) if t.get_text()]
+
+
+@pytest.mark.filterwarnings("ignore:Glyph .* missing from font")  # no Hangul font needed: the text is read, not drawn
+def test_korean_figures_name_the_techniques_in_korean(monkeypatch, tmp_path):
+    """lang="ko": every label that names a technique uses the catalog's Korean name (README: figures in the lecture's
+    terms); lang="en" keeps the arm names. Read off the drawn figures' text, before any font renders them."""
+    from sandbag.study.i18n import TECHNIQUES_KO
+
+    drawn = []
+    monkeypatch.setattr(F, "_save", lambda fig, path: drawn.append(fig) or path)
+    arms = ["none", "l2", "l1", "noise", "dropout", "bn", "bn-post"]
+    rng = np.random.default_rng()
+    rows = [{"arm": a, "test_acc_mean": 0.9, "test_acc_ci": 0.01, "gap_mean": 0.02, "gap_ci": 0.01, "n": 3}
+            for a in arms]
+    sweeps = {"l2": [(1e-4, 0.9), (1e-3, 0.91)], "dropout": [(0.3, 0.9), (0.5, 0.92)]}
+    texts = {}
+    for lang in ("en", "ko"):
+        drawn.clear()
+        F.headline_figure(tmp_path / "h.png", rows, lang=lang)
+        F.learning_curves(tmp_path / "c.png", _curves(rng, arms, 2, 3), lang=lang)
+        F.weight_histograms(tmp_path / "w.png", {a: rng.normal(0, 0.05, 500) for a in ("none", "l2", "l1")},
+                            lang=lang)
+        F.validation_curves(tmp_path / "v.png", sweeps, {"l2": 1e-3}, lang=lang)
+        texts[lang] = [text for fig in drawn for text in _texts(fig)]
+    ko, en = texts["ko"], texts["en"]
+    for arm in arms:
+        name = TECHNIQUES_KO[arm] if arm != "bn-post" else "배치 정규화 (활성화 뒤)"
+        assert f"{name} (n=3)" in ko and f"{name} (n=2 seeds)" not in ko, arm  # headline ticks
+        assert f"{arm} (n=3)" in en and not any(text.startswith(f"{arm} (n=") for text in ko), arm
+    assert "드롭아웃 (시드 n=2)" in ko  # a learning-curve panel
+    assert any(text.startswith("L1 정규화 (n=500)") for text in ko)  # a weight-histogram legend
+    assert {"L2 정규화", "L2 정규화 강도", "드롭아웃 강도"} <= set(ko) and {"l2", "l2 strength"} <= set(en)
+
+
+def test_technique_labels_cover_the_registry_and_leave_unknown_names_alone():
+    from sandbag.regularizers import TECHNIQUES
+    from sandbag.study.i18n import TECHNIQUES_KO, technique_label
+
+    assert set(TECHNIQUES) | {"none"} == set(TECHNIQUES_KO)
+    cases = {"dropout": "드롭아웃", "l2-bias": "L2 정규화 (편향 포함)", "bn-b8": "배치 정규화 (배치 8)",
+             "none-b128": "정규화 없음 (배치 128)", "dropout=0.5+l2=1e-3": "드롭아웃=0.5+L2 정규화=1e-3",
+             "my-arm": "my-arm", "bn-later": "bn-later", "dropout+mine": "dropout+mine", "keep=0.6": "keep=0.6"}
+    for name, shown in cases.items():
+        assert technique_label(name, "ko") == shown, name
+        assert technique_label(name, "en") == name

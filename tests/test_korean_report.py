@@ -114,6 +114,14 @@ def test_korean_report_has_no_english_template_left(korean_study):
 
 
 @needs_font
+def test_korean_report_gives_durations_in_korean_units(korean_study):
+    out, _ = korean_study
+    md = (out / "report.md").read_text()
+    assert re.search(r"경과 시간 \d+(\.\d)?(분|초), 학습에 쓴 계산 시간 \d+(\.\d)?(분|초)\.", md), md[:600]
+    assert not re.search(r"\d (min|s)\b", md.split("## ")[0])  # the header, where the durations are
+
+
+@needs_font
 def test_korean_claims_and_verdict_words(korean_study):
     out, english = korean_study
     md = (out / "report.md").read_text()
@@ -165,3 +173,18 @@ def test_the_catalog_has_every_template_the_code_translates_without_a_font():
     assert len(used) > 100  # the scan finds them (a renamed translator would make this test vacuous)
     missing = sorted(u for u in used | set(VERDICT_MARK.values()) if u not in i18n.KO)
     assert not missing, missing
+
+
+def test_durations_and_statistical_words_read_as_korean():
+    """Minutes as 분 and seconds as 초; a reused run is 재사용 (not 다시 씀, "rewritten"); Holm's family-wise error rate
+    is 전체 제1종 오류율 (not 가족별, a word-for-word "per family")."""
+    from sandbag.study.report import format_duration
+
+    ko, en = i18n.translator("ko"), i18n.translator("en")
+    assert (format_duration(754, ko), format_duration(45.4, ko), format_duration(None, ko)) == ("12.6분", "45초", "n/a")
+    assert (format_duration(754, en), format_duration(45.4, en)) == ("12.6 min", "45 s")
+    korean = "\n".join(i18n.KO.values())
+    assert "다시 씁" not in korean and "가족" not in korean and not re.search(r"\d\s*min\b|\{\w+\} ?min\b", korean)
+    reuse = next(v for k, v in i18n.KO.items() if "reuses the runs done" in k)
+    assert "재사용" in reuse
+    assert all("전체 제1종 오류율" in v for k, v in i18n.KO.items() if "family-wise" in k)

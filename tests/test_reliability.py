@@ -67,6 +67,46 @@ def test_checkpoint_of_another_architecture_and_truncated_files(run_dir, tmp_pat
         load_checkpoint(tmp_path / "text.pt")
 
 
+def test_truncated_checkpoints_and_text_files_say_what_they_are(run_dir, tmp_path, capsys):
+    """model.pt cut at 100 places (torch itself answers some of them with "[Errno 22] Invalid argument"), an empty
+    file and a text file: `load_checkpoint`, `load_folded` and `sandbag evaluate` each give one line naming the path
+    and saying truncated/corrupt or not a torch file."""
+    from sandbag.cli import main
+    from sandbag.export import export_run, load_folded
+
+    data = (run_dir / "model.pt").read_bytes()
+    cut = tmp_path / "cut.pt"
+    raw = set()
+    for n in sorted({0, *(len(data) * k // 100 for k in range(1, 100)), len(data) - 1}):
+        cut.write_bytes(data[:n])
+        try:
+            torch.load(cut, weights_only=True)
+        except Exception as exc:
+            raw.add(type(exc).__name__)
+        with pytest.raises(CheckpointError, match="truncated or corrupt checkpoint") as info:
+            load_checkpoint(cut)
+        assert str(info.value).startswith(f"{cut}: ") and "\n" not in str(info.value)
+    assert {"OSError", "RuntimeError"} <= raw  # torch's own words ("[Errno 22] Invalid argument", ...) are covered
+    text = tmp_path / "notes.pt"
+    text.write_text("epoch 1: loss 0.3\n")
+    with pytest.raises(CheckpointError, match=f"{text}: not a torch checkpoint file"):
+        load_checkpoint(text)
+    folded, _ = export_run(run_dir, tmp_path / "folded.pt")
+    cut.write_bytes(folded.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=f"{cut}: truncated or corrupt checkpoint"):
+        load_folded(cut)
+    with pytest.raises(CheckpointError, match="not a torch checkpoint file"):
+        load_folded(text)
+    broken = tmp_path / "broken-run"
+    broken.mkdir()
+    (broken / "model.pt").write_bytes(data[: len(data) // 3])
+    capsys.readouterr()
+    assert main(["evaluate", str(broken), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sandbag: error: {broken / 'model.pt'}: truncated or corrupt checkpoint "
+                   f"({len(data) // 3:,} bytes; torch cannot read it)"]
+
+
 def test_full_disk_raises_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
     target = tmp_path / "results.csv"
     files.write_text(target, "old complete version\n")

@@ -3,9 +3,15 @@ torch, the data set code nor any model.pt, and gives the same verdicts byte for 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+
+import pytest
+
+from sandbag.cli import main
+from sandbag.fonts import hangul_family
 
 
 def test_report_rebuilds_without_models_data_or_torch(tiny_study, tmp_path):
@@ -51,3 +57,34 @@ def test_import_of_the_report_loads_no_torch():
     times = subprocess.run([sys.executable, "-X", "importtime", "-c", "import sandbag.study.report"],
                            capture_output=True, text=True, timeout=120).stderr
     assert "torch" not in times
+
+
+def _snapshot(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("lang", ["en", pytest.param("ko", marks=pytest.mark.skipif(
+    hangul_family() is None, reason="no Hangul font installed (make test installs Debian's fonts-nanum)"))])
+def test_report_out_writes_everything_there_and_only_reads_the_study(tiny_study, tmp_path, capsys, lang):
+    """`sandbag report STUDY --lang ko --out DIR`: the study folder keeps every byte (its English report too), and
+    DIR holds a whole report whose figures are its own."""
+    study = tmp_path / "tiny"
+    shutil.copytree(tiny_study[0], study)
+    before = _snapshot(study)
+    out = tmp_path / "report-ko"
+    capsys.readouterr()
+    assert main(["report", str(study), "--lang", lang, "--out", str(out)]) == 0
+    assert _snapshot(study) == before
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "report.html")
+    written = _snapshot(out)
+    assert {"report.html", "report.md", "verdicts.json", "analysis.json"} <= set(written)
+    figures = sorted(name for name in written if name.startswith("figures/"))
+    assert figures == sorted(name for name in before if name.startswith("figures/"))  # the same eight, redrawn
+    assert written["verdicts.json"] == before["verdicts.json"]  # same study, same verdicts, in any language
+    if lang == "ko":  # the Korean figures are new ones; the English ones stay in the study folder (snapshot)
+        assert all(written[name] != before[name] for name in figures)
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", written["report.md"].decode())
+    assert linked and all((out / link).is_file() for link in linked)
+    html = written["report.html"].decode()
+    assert f'<html lang="{lang}">' in html and html.count("data:image/png;base64,") == len(linked)
+    assert str(study) in written["report.md"].decode()  # it says where the study's results are

@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one model and write a run folder")
     _add_run_options(train)
     _add_train_options(train)
-    train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>)")
+    train.add_argument("--out", help="run folder (default: runs/<time>-<config hash>); one holding a finished run "
+                       "is refused unless --overwrite")
+    train.add_argument("--overwrite", action="store_true", help="replace the finished run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar or table")
     train.add_argument("--nproc", type=int, metavar="N",
                        help="data-parallel training on N processes here (DDP under torchrun: gloo on CPU, nccl with "
@@ -200,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=i18n.LANGS, default="en", help=LANG_HELP)
     report.add_argument("--against", metavar="STUDY_DIR", help="show another study's verdicts beside these, part "
                         "by part, with the count that agree (e.g. a replicate and its original)")
+    report.add_argument("--out", metavar="DIR", help="write the report (report.html, report.md, figures/, "
+                        "verdicts.json, analysis.json) into DIR and only read STUDY_DIR, e.g. a Korean report beside "
+                        "the English one (default: STUDY_DIR itself)")
     return parser
 
 
@@ -243,6 +248,8 @@ def _cmd_train(args) -> int:
     if world is None:  # here, not in each rank torchrun starts
         _warn_own_regularization(cfg)
     out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.key()[:6]}"
+    if not args.overwrite:
+        _keep_finished_run(out)
     if world is None and cfg.nproc > 1:  # the same command as nproc ranks under torchrun; rank 0 writes `out`
         distributed.check_resources(cfg.nproc, cfg.device)
         distributed.launch(cfg.nproc, ["-m", "sandbag", *args.argv, "--out", str(out)], threads=cfg.threads)
@@ -274,6 +281,18 @@ def _warn_own_regularization(cfg) -> None:
     layers = own_regularization(cfg.model, ds.input_shape, ds.num_classes, cfg.specs)
     if layers:
         print(f"sandbag: warning: {own_regularization_note(cfg.model, layers)}", file=sys.stderr)
+
+
+def _keep_finished_run(out: Path) -> None:
+    """Refuse to train into a folder that holds a complete run (its summary.json, written last, says finished or
+    diverged): training would replace it without a word. An unfinished or empty folder is used as it is."""
+    from .errors import ConfigError
+    from .runs import read_summary
+
+    summary = read_summary(out)
+    if summary is not None:
+        raise ConfigError(f"{out} holds a {summary['status']} run (summary.json); pass --overwrite to replace it, or "
+                          "choose another --out")
 
 
 def _cmd_evaluate(args) -> int:
@@ -439,18 +458,19 @@ def _cmd_report(args) -> int:
     study_dir = Path(args.study_dir)
     if not (study_dir / "study.json").exists() or not (study_dir / "results.csv").exists():
         raise ConfigError(f"{study_dir} is not a study folder (no study.json and results.csv)")
-    path = build_report(study_dir, lang=args.lang, against=Path(args.against) if args.against else None)
-    _print_verdicts(study_dir, quiet=False, lang=args.lang)
+    out = Path(args.out) if args.out else None
+    path = build_report(study_dir, lang=args.lang, against=Path(args.against) if args.against else None, out=out)
+    _print_verdicts(study_dir, quiet=False, lang=args.lang, report_dir=out)
     print(path)
     return 0
 
 
-def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en") -> None:
+def _print_verdicts(study_dir: Path, quiet: bool, lang: str = "en", report_dir: Path | None = None) -> None:
     if quiet:
         return
     from .study.report import localized_verdicts
 
-    verdicts, t, cell = localized_verdicts(study_dir, lang)
+    verdicts, t, cell = localized_verdicts(study_dir, lang, report_dir)
     table = Table(title=t("claims ({where})", where=study_dir))
     table.add_column("#", justify="right")
     table.add_column(t("claim"))

@@ -19,6 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +31,7 @@ import torch
 from torch import nn
 
 from . import files
-from .data import TEST_SPLITS
+from .data import TEST_SPLITS, relative_path
 from .errors import CheckpointError, ConfigError, one_line
 from .models import build_model, check_model_name
 from .regularizers import Spec, parse_specs
@@ -73,11 +76,17 @@ class RunConfig:
     threads: int | None = None
     channels_last: bool = True
     tensorboard: bool = False
+    # Where a relative data path (npz:data.npz) is read from: the working directory when the config was made, so
+    # `sandbag evaluate RUN` finds the data from anywhere. Recorded beside the path rather than folded into it, so
+    # the config hash (and a study's run folders) stays the same wherever the study is run from.
+    base_dir: str | None = None
 
-    EXECUTION = ("device", "threads", "channels_last", "tensorboard")
+    EXECUTION = ("device", "threads", "channels_last", "tensorboard", "base_dir")
 
     def __post_init__(self) -> None:
         self.regs = [str(s) for s in parse_specs(self.regs)]  # validate early, store canonically
+        if self.base_dir is None and relative_path(self.data):
+            self.base_dir = os.getcwd()
         check_model_name(self.model)  # a factory path only by its shape: nothing is imported here
         checks = [
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -193,14 +202,54 @@ def torch_load_tagged(path: Path, fmt: str, what: str, device: str = "cpu") -> d
     """Load a dict saved by `torch_save` with ``weights_only=True`` and check its ``format`` tag.
 
     Anything else (a truncated, foreign or malicious file: torch raises many types for those) is one
-    `CheckpointError` line; a pickle that would run code is refused by the weights-only unpickler."""
+    `CheckpointError` line that says which of these it is; a pickle that would run code is refused by the
+    weights-only unpickler."""
     try:
-        obj = torch.load(path, map_location=device, weights_only=True)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would only precede the error line
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"cannot load {path} as {what}: {one_line(exc)}") from None
+        raise CheckpointError(_unloadable(Path(path), exc)) from None
     if not isinstance(obj, dict) or obj.get("format") != fmt:
         raise CheckpointError(f"{path} is not {what} (no format tag {fmt!r})")
     return obj
+
+
+# How a torch checkpoint file begins: torch.save's zip archive, or the legacy (pre-1.6) pickle stream, which opens
+# with protocol 2 and torch's magic number. Torch's own errors for a file cut short ("[Errno 22] Invalid argument",
+# "failed finding central directory") do not say that, so the file's first bytes decide what to tell the user.
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def _unloadable(path: Path, exc: Exception) -> str:
+    """Why torch could not load `path`, in the user's terms: not a torch file, refused, or truncated/corrupt."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_LEGACY_MAGIC))
+        size = path.stat().st_size
+    except OSError as err:  # a folder, or no permission: the OS says it best
+        return f"cannot load {path}: {err.strerror or one_line(err)}"
+    if not head:
+        return f"{path}: truncated or corrupt checkpoint (the file is empty)"
+    zipped = head.startswith(_ZIP_MAGIC) or _ZIP_MAGIC.startswith(head)
+    if not zipped and not (head.startswith(_LEGACY_MAGIC) or _LEGACY_MAGIC.startswith(head)):
+        return f"{path}: not a torch checkpoint file (it starts with neither torch's zip header nor its legacy one)"
+    if zipped and _foreign_zip(path):
+        return f"{path}: not a torch checkpoint file (a zip archive without torch's data.pkl; an .npz, say)"
+    if "Weights only load failed" in str(exc):
+        return (f"{path}: refused by the weights-only unpickler (it holds objects other than tensors and plain "
+                "data, which could run code)")
+    return f"{path}: truncated or corrupt checkpoint ({size:,} bytes; torch cannot read it)"
+
+
+def _foreign_zip(path: Path) -> bool:
+    """A complete zip archive that torch did not write (torch's archives hold <name>/data.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return not any(name.endswith("/data.pkl") for name in zf.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False  # not even a readable zip: cut short or damaged
 
 
 def load_checkpoint(path: Path | str, device: str = "cpu") -> tuple[RunConfig, nn.Module, dict]:

@@ -68,7 +68,7 @@ def make_optimizer(cfg: RunConfig, params: Iterable[torch.Tensor]) -> torch.opti
 
 def load_data(cfg: RunConfig) -> data_mod.Dataset:
     """The run's data set with its own options (train subset, validation split, standardization)."""
-    ds = data_mod.load(cfg.data)
+    ds = data_mod.load(cfg.data, base=cfg.base_dir)
     return data_mod.prepare(
         ds, train_size=cfg.train_size, val_fraction=cfg.val_fraction, val_size=cfg.val_size, test=cfg.test,
         standardize=cfg.standardize, seed=cfg.data_seed,
@@ -436,8 +436,8 @@ def evaluate_run(run_dir: Path | str, data: str | None = None, device: str = "au
     """Reload a run and measure it on its own data (or on `data`, which must have the same input shape)."""
     dev = resolve_device(device)
     cfg, model, ckpt = load_checkpoint(run_dir, device=str(dev))
-    if data:
-        cfg = RunConfig.from_dict({**cfg.to_dict(), "data": data})
+    if data:  # a path given now is relative to the directory it is given in, not to the run's
+        cfg = RunConfig.from_dict({**cfg.to_dict(), "data": data, "base_dir": None})
     ds = load_data(cfg)
     if list(ds.input_shape) != list(ckpt["input_shape"]):
         raise ConfigError(f"data {cfg.data} has input shape {ds.input_shape}, the model takes {ckpt['input_shape']}")

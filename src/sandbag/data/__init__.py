@@ -30,7 +30,7 @@ DATASETS: dict[str, str] = {
     "/usr/share/datasets/fashion-mnist/ (apt-get install dataset-fashion-mnist)",
     "idx:DIR": "the four MNIST-style IDX files (raw or .gz) in DIR: MNIST, Fashion-MNIST, KMNIST",
     "cifar10:DIR": "CIFAR-10 binary version: data_batch_N.bin and test_batch.bin in DIR or DIR/cifar-10-batches-bin",
-    "npz:FILE": "a NumPy .npz archive with arrays x_train, y_train, x_test, y_test",
+    "npz:FILE": "a NumPy .npz archive with arrays x_train, y_train, x_test, y_test (and optionally num_classes)",
 }
 
 DATA_ENV = "SANDBAG_DATA"
@@ -97,9 +97,14 @@ class Dataset:
 # load
 
 
-def load(spec: str) -> Dataset:
+# The names that take a path after the colon.
+PATH_PREFIXES = ("idx", "cifar10", "npz")
+
+
+def load(spec: str, base: str | os.PathLike | None = None) -> Dataset:
     """Load a data set by name ("mnist-5k", "digits", "fashion-mnist") or by "idx:DIR", "cifar10:DIR",
-    "npz:FILE"."""
+    "npz:FILE". A relative DIR or FILE is read from `base` when given (the directory a run was made in, so that
+    it loads from anywhere later), else from the current directory."""
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"data set must be a non-empty name; valid: {_valid_names()}")
     spec = spec.strip()
@@ -112,7 +117,22 @@ def load(spec: str) -> Dataset:
         raise DataError(f"unknown data set {spec!r}; valid: {_valid_names()}")
     if not location.strip():
         raise DataError(f"{spec!r} names no path; write it as {prefix.lower()}:PATH")
-    return loaders[prefix.lower()](Path(location.strip()).expanduser(), spec)
+    path = Path(location.strip()).expanduser()
+    if base is not None and not path.is_absolute():
+        path = Path(base) / path
+        if not path.exists():
+            raise DataError(f"{spec}: {path} not found (the relative path is read from {base}, the directory the "
+                            "run was made in)")
+    return loaders[prefix.lower()](path, spec)
+
+
+def relative_path(spec: str) -> bool:
+    """Whether `spec` names its file or folder by a relative path (npz:data/x.npz), which depends on the current
+    directory."""
+    prefix, sep, location = str(spec).strip().partition(":")
+    if not sep or prefix.lower() not in PATH_PREFIXES or not location.strip():
+        return False
+    return not Path(location.strip()).expanduser().is_absolute()
 
 
 def _valid_names() -> str:
@@ -214,9 +234,8 @@ def _load_cifar10(directory: Path, name: str) -> Dataset:
 
 
 def _load_npz(path: Path, name: str) -> Dataset:
-    x_train, y_train, x_test, y_test = read_npz(path, name)
-    num_classes = max(2, int(max(y_train.max(), y_test.max())) + 1)
-    return _to_dataset(name, x_train, y_train, x_test, y_test, num_classes=num_classes)
+    *arrays, num_classes = read_npz(path, name)
+    return _to_dataset(name, *arrays, num_classes=num_classes)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 `read_idx` returns one IDX file's array as stored. The data-set readers (`read_idx_dir`, `read_cifar10_dir`,
 `read_npz`) return NumPy arrays (x_train, y_train, x_test, y_test): images (N, C, H, W) as float32, uint8 pixels
-scaled to [0, 1], and labels as int64. Every header is checked against the bytes actually present before anything
-is allocated, and every bad input raises `DataError` with a one-line message. Building a `Dataset` from the arrays
-is left to `sandbag.data`, which imports this module (never the other way round).
+scaled to [0, 1], and labels as int64; `read_npz` also returns the number of classes. Every header is checked
+against the bytes actually present before anything is allocated, and every bad input raises `DataError` with a
+one-line message. Building a `Dataset` from the arrays is left to `sandbag.data`, which imports this module (never
+the other way round).
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ _CIFAR_RECORD = 1 + 3 * _CIFAR_SIDE * _CIFAR_SIDE
 _CIFAR_SUBDIR = "cifar-10-batches-bin"
 
 _NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+# An optional scalar: the number of classes, for data whose labels do not all occur (the model gets that many
+# outputs, and every label must be below it).
+_NPZ_NUM_CLASSES = "num_classes"
 # What zipfile and numpy raise on a damaged archive or .npy header; all of them mean "bad file", not a bug.
 _NPZ_ERRORS = (
     zipfile.BadZipFile,
@@ -283,9 +287,11 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 # npz
 
 
-def read_npz(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Arrays x_train, y_train, x_test, y_test of an .npz archive as (x_train, y_train, x_test, y_test), images
-    in (N, C, H, W); `name` prefixes errors."""
+def read_npz(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Arrays x_train, y_train, x_test, y_test of an .npz archive as (x_train, y_train, x_test, y_test,
+    num_classes), images in (N, C, H, W); `name` prefixes errors. num_classes is the archive's own when it holds
+    one, else one more than the largest label (at least 2). Every test label must occur among the training labels:
+    a class the model never trains on is a labelling mistake (e.g. 5..14 against 0..9), not a data set."""
     if not path.is_file():
         raise DataError(f"{name}: file not found: {path}")
     if not zipfile.is_zipfile(path):
@@ -296,9 +302,9 @@ def read_npz(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", SyntaxWarning)
-            _check_npz_headers(path)
+            keys = _check_npz_headers(path)
             with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: npz[key] for key in _NPZ_ARRAYS}
+                arrays = {key: npz[key] for key in keys}
     except DataError:
         raise
     except _NPZ_ERRORS as e:
@@ -312,12 +318,55 @@ def read_npz(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             raise DataError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: x_train images are {x_train.shape[1:]} (C, H, W) but x_test are {x_test.shape[1:]}")
-    return x_train, y_train, x_test, y_test
+    given = _npz_num_classes(arrays[_NPZ_NUM_CLASSES], path) if _NPZ_NUM_CLASSES in arrays else None
+    _check_label_sets(path, y_train, y_test, given)
+    num_classes = given if given is not None else max(2, int(max(y_train.max(), y_test.max())) + 1)
+    return x_train, y_train, x_test, y_test, num_classes
 
 
-def _check_npz_headers(path: Path) -> None:
+def _npz_num_classes(a: np.ndarray, path: Path) -> int:
+    if a.size != 1 or a.dtype.kind not in "iu" or not 2 <= int(a.reshape(-1)[0]) <= _MAX_CLASSES:
+        shown = a.reshape(-1)[0] if a.size == 1 else f"shape {a.shape}"
+        raise DataError(f"{path}: {_NPZ_NUM_CLASSES} must be one integer from 2 to {_MAX_CLASSES}, got {shown} "
+                        f"({a.dtype})")
+    return int(a.reshape(-1)[0])
+
+
+def _check_label_sets(path: Path, y_train: np.ndarray, y_test: np.ndarray, num_classes: int | None) -> None:
+    """Labels below num_classes (when the archive gives it), and no test label the training labels lack."""
+    train, test = np.unique(y_train), np.unique(y_test)
+    if num_classes is not None:
+        for key, labels in (("y_train", train), ("y_test", test)):
+            beyond = labels[labels >= num_classes]
+            if beyond.size:
+                raise DataError(f"{path}: {key} has {_labels_named(beyond)}, but the archive's num_classes is "
+                                f"{num_classes} (labels 0..{num_classes - 1})")
+    unseen = np.setdiff1d(test, train)
+    if unseen.size:
+        verb = "never occurs" if unseen.size == 1 else "never occur"
+        raise DataError(f"{path}: test {_labels_named(unseen)} {verb} in y_train (training labels "
+                        f"{_label_list(train)}); relabel both splits with the same classes")
+
+
+def _labels_named(labels: np.ndarray) -> str:
+    return ("label " if len(labels) == 1 else "labels ") + _label_list(labels)
+
+
+def _label_list(labels: np.ndarray, most: int = 8) -> str:
+    """Sorted distinct labels as short text, runs of three or more joined: [0 1 2 3 7] -> "0..3, 7"."""
+    groups: list[list[int]] = []
+    for v in (int(x) for x in np.unique(labels)):
+        if groups and v == groups[-1][-1] + 1:
+            groups[-1].append(v)
+        else:
+            groups.append([v])
+    parts = [f"{g[0]}..{g[-1]}" if len(g) >= 3 else ", ".join(map(str, g)) for g in groups]
+    return ", ".join(parts[:most]) + (", ..." if len(parts) > most else "")
+
+
+def _check_npz_headers(path: Path) -> list[str]:
     """Compare each needed .npy header with the member's size, because np.load allocates what the header
-    claims before it reads a byte."""
+    claims before it reads a byte; return the keys to read (the four arrays, and num_classes when present)."""
     from numpy.lib import format as npy
 
     with zipfile.ZipFile(path) as zf:
@@ -327,7 +376,8 @@ def _check_npz_headers(path: Path) -> None:
             raise DataError(
                 f"{path}: missing array(s) {', '.join(missing)}; an npz data set needs {', '.join(_NPZ_ARRAYS)}"
             )
-        for key in _NPZ_ARRAYS:
+        keys = [*_NPZ_ARRAYS, *([_NPZ_NUM_CLASSES] if _NPZ_NUM_CLASSES in members else [])]
+        for key in keys:
             info = zf.getinfo(members[key])
             with zf.open(info) as f:
                 version = npy.read_magic(f)
@@ -344,6 +394,7 @@ def _check_npz_headers(path: Path) -> None:
                     raise DataError(
                         f"{path}: {key} header says shape {shape} of {dtype} but the member has {info.file_size} bytes"
                     )
+    return keys
 
 
 def _npz_images(x: np.ndarray, source: str) -> np.ndarray:
@@ -366,5 +417,6 @@ def _npz_images(x: np.ndarray, source: str) -> np.ndarray:
 
 def _npz_labels(y: np.ndarray, source: str) -> np.ndarray:
     if y.ndim != 1:
-        raise DataError(f"{source}: labels must be 1-D (N,), got shape {y.shape}")
+        hint = "; flatten them with y.ravel()" if y.ndim == 2 and y.shape[1] == 1 else ""  # Keras' CIFAR-10 labels
+        raise DataError(f"{source}: labels must be 1-D (N,), got shape {y.shape}{hint}")
     return _check_labels(y, source, num_classes=None)

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..fonts import use_hangul_font
-from .i18n import translator
+from .i18n import technique_label, translator
 from .penalty import PENALTY_PROBLEM, grid, penalty_minima, penalty_span
 from .stats import standard_error
 
@@ -235,7 +235,8 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
                             label=t("{label}, ±1 std", label=label))
         if len(epochs) == 0 or seeds == 0:
             ax.text(0.5, 0.5, t("no data"), ha="center", va="center", color="0.4", transform=ax.transAxes)
-        ax.set_title(t("{arm} (n={n} seeds)" if seeds != 1 else "{arm} (n={n} seed)", arm=arm, n=seeds))
+        ax.set_title(t("{arm} (n={n} seeds)" if seeds != 1 else "{arm} (n={n} seed)",
+                       arm=technique_label(arm, lang), n=seeds))
         ax.set_xlabel(t("epoch"))
         ax.set_ylabel(t("accuracy (fraction correct)"))
         ax.grid(alpha=0.3)
@@ -297,8 +298,8 @@ def weight_histograms(path, weights: Mapping[str, object], small: float = 1e-3, 
         return _no_data(path, title, t("no data"))
     fig, (left, right) = _subplots(1, 2, figsize=(13, 5))
     any_nonzero = False
-    for label, h in hists.items():
-        color = color_for(label, colors)
+    for arm, h in hists.items():
+        color, label = color_for(arm, colors), technique_label(arm, lang)
         if h["n"] == 0:
             left.plot([], [], color=color, label=t("{label}: no weights", label=label))
             continue
@@ -495,7 +496,7 @@ def headline_figure(path, rows: Sequence[Mapping], colors: Mapping[str, str] | N
         return _no_data(path, title, t("no data"))
     fig, axes = _subplots(1, 2, figsize=(12, max(3.2, 0.45 * len(rows) + 1.8)))
     y = np.arange(len(rows))
-    labels = [f"{r['arm']} (n={r.get('n', '?')})" for r in rows]
+    labels = [f"{technique_label(r['arm'], lang)} (n={r.get('n', '?')})" for r in rows]
     row_colors = [color_for(r["arm"], colors) for r in rows]
     panels = [
         (axes[0], "test_acc", t("test accuracy (fraction correct)"), t("Test accuracy")),
@@ -542,7 +543,7 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
         color = color_for(tech, colors)
         if not pts:
             ax.text(0.5, 0.5, t("no data"), ha="center", va="center", color="0.4", transform=ax.transAxes)
-            ax.set_title(tech)
+            ax.set_title(technique_label(tech, lang))
             continue
         values = np.array([p[0] for p in pts])
         accs = np.array([p[1] for p in pts])
@@ -566,8 +567,8 @@ def validation_curves(path, sweeps: Mapping[str, Sequence], chosen: Mapping[str,
             near = np.argmin(np.abs(uniq - c))
             ax.plot([c], [means[near] if np.isclose(uniq[near], c) else np.nanmax(means)], "*", color="black",
                     ms=14, label=t("chosen: {value}", value=f"{c:g}"))
-        ax.set_title(tech)
-        ax.set_xlabel(t("{tech} strength", tech=tech))
+        ax.set_title(technique_label(tech, lang))
+        ax.set_xlabel(t("{tech} strength", tech=technique_label(tech, lang)))
         ax.set_ylabel(t("validation accuracy (fraction correct)"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7.5)

@@ -10,6 +10,7 @@ project grew from (정규화, 과대적합, 드롭아웃, 배치 정규화, 잡�
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 LANGS = ("en", "ko")
@@ -50,6 +51,8 @@ KO: dict[str, str] = {
         "{data}에서 {n_runs}회 학습: 주 비교에 시드 {seeds}개, 보조 실험에 {extra_seeds}개. 경과 시간 {wall}, "
         "학습에 쓴 계산 시간 {compute}.",
     "Command: `{command}`": "명령: `{command}`",
+    "{minutes} min": "{minutes}분",
+    "{seconds} s": "{seconds}초",
     "Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, {workers} "
     "workers x {threads} threads.":
         "버전: sandbag {sandbag}, torch {torch}, Python {python}. 하드웨어: {processor}, CPU {cpus}개, 작업자 "
@@ -82,8 +85,8 @@ KO: dict[str, str] = {
     "paired part of every claim of the data set (family-wise error 5%); the parts that read machine timings are "
     "adjusted as a family of their own, so the other verdicts do not depend on the machine's speed.":
         "다중 비교: 판정마다 그 검정(차이 0, 허용폭, 또는 두 동등성 경계; 구간이 결론을 낼 때 정확히 p < 0.05)의 "
-        "p값을 데이터셋의 모든 짝지은 부분에 대해 Holm 방법으로 보정합니다(가족별 오류 5%). 기계 시간을 읽는 부분은 "
-        "따로 한 가족으로 보정하므로 다른 판정은 기계 속도에 좌우되지 않습니다.",
+        "p값을 데이터셋의 모든 짝지은 부분에 대해 Holm 방법으로 보정합니다(전체 제1종 오류율(FWER) 5%). 기계 시간을 "
+        "읽는 부분은 따로 한 묶음으로 보정하므로 다른 판정은 기계 속도에 좌우되지 않습니다.",
     "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from the "
     "observed paired spread), and the seeds that would detect the observed difference.":
         "검정력: 판단 보류인 부분마다, 이 시드 수로 80% 검정력으로 찾아낼 수 있는 가장 작은 차이(관측된 짝 차이의 "
@@ -191,11 +194,11 @@ KO: dict[str, str] = {
     "**{data}: {decided} of {total} claims decided** (every part supported, contradicted or negligible); {survive} "
     "of {paired} paired parts survive Holm's correction (family-wise 5%).":
         "**{data}: 주장 {total}개 중 {decided}개 결론남** (모든 부분이 지지됨·반박됨·차이 미미); 짝지은 부분 "
-        "{paired}개 중 {survive}개가 Holm 보정(가족별 5%) 후에도 유지됨.",
+        "{paired}개 중 {survive}개가 Holm 보정(전체 제1종 오류율 5%) 후에도 유지됨.",
     "{data}: a larger study could still move claims {claims}; `sandbag study --seeds N --extra-seeds N` on the same "
     "folder reuses the runs done.":
         "{data}: 더 큰 실험이라면 주장 {claims}의 판정이 바뀔 수 있습니다. 같은 폴더에 `sandbag study --seeds N "
-        "--extra-seeds N`을 실행하면 이미 한 학습을 다시 씁니다.",
+        "--extra-seeds N`을 실행하면 이미 끝난 학습은 재사용합니다.",
     " (≈{n} seeds)": " (시드 ≈{n}개)",
     "Verdicts that differ between data sets (a finding in itself): {which}.":
         "데이터셋마다 다른 판정(그 자체로 하나의 발견): {which}.",
@@ -205,6 +208,9 @@ KO: dict[str, str] = {
     "claims read, from each run's probes.json), verdicts.json, figures/, runs/.":
         "results.csv(학습마다 한 줄), aggregate.csv(조건별 평균·표준편차·n), analysis.json(주장이 읽는 측정값, 각 "
         "학습의 probes.json에서), verdicts.json(영어), figures/, runs/.",
+    "Built by `sandbag report --out` from the study folder `{study}`, which holds results.csv, aggregate.csv and "
+    "runs/.": "`sandbag report --out`으로 실험 폴더 `{study}`에서 만든 보고서입니다. results.csv, aggregate.csv, "
+              "runs/는 그 폴더에 있습니다.",
     " (exploratory)": " (탐색적)",
     "Design {now}; preregistered as {first} when the study first ran ({at}).":
         "설계 {now}; 실험을 처음 실행할 때({at}) {first}(으)로 사전 등록됨.",
@@ -318,7 +324,7 @@ KO: dict[str, str] = {
     "Test accuracy": "테스트 정확도",
     "Batch norm: one hidden feature before and after normalization":
         "배치 정규화: 은닉 특성 하나의 정규화 전과 후",
-    "before BN (layer input)": "BN 전 (층 입력)",
+    "before BN (layer input)": "배치 정규화 전 (층 입력)",
     "activation value": "활성값",
     "after normalization z = (x − μ_B) / √(σ²_B + ε)": "정규화 후 z = (x − μ_B) / √(σ²_B + ε)",
     "normalized value z": "정규화된 값 z",
@@ -331,8 +337,8 @@ KO: dict[str, str] = {
     "{label}\nmean {mean}, std {std}": "{label}\n평균 {mean}, 표준편차 {std}",
     "Batch size: test accuracy and training time, with and without batch norm":
         "배치 크기: 배치 정규화 유무에 따른 테스트 정확도와 학습 시간",
-    "with BN": "BN 있음",
-    "without BN": "BN 없음",
+    "with BN": "배치 정규화 있음",
+    "without BN": "배치 정규화 없음",
     "batch size (samples, log2 scale)": "배치 크기 (샘플 수, log2 눈금)",
     "Test accuracy (error bars: 95% CI over seeds)": "테스트 정확도 (오차 막대: 시드에 대한 95% 신뢰구간)",
     "seconds per epoch": "에포크당 초",
@@ -399,6 +405,52 @@ KO: dict[str, str] = {
     "mean with 95% CI over paired seeds": "대응 시드에 대한 평균과 95% 신뢰구간",
     "Test accuracy of each arm": "조건별 테스트 정확도",
 }
+
+
+# Technique names as the figures show them in Korean (the README promises figure labels in the lecture's terms); the
+# names themselves stay English in results.csv, verdicts.json and the run folders. Every technique of the registry
+# has its entry (a test checks).
+TECHNIQUES_KO: dict[str, str] = {
+    "none": "정규화 없음",
+    "l2": "L2 정규화",
+    "l1": "L1 정규화",
+    "noise": "잡음 주입",
+    "dropout": "드롭아웃",
+    "bn": "배치 정규화",
+}
+# The lecture's variants of a technique, by the suffix of their arm name (l2-bias, l1-prox, bn-post, bn-sync).
+VARIANTS_KO: dict[str, str] = {
+    "bias": "편향 포함",
+    "prox": "proximal",
+    "post": "활성화 뒤",
+    "sync": "전체 배치 통계",
+}
+_BATCH_ARM = re.compile(r"b(\d+)")  # none-b8, bn-b128: the batch-size arms
+
+
+def technique_label(name: str, lang: str = "en") -> str:
+    """An arm or technique name as a figure labels it: in Korean the lecture's term ("dropout" -> "드롭아웃",
+    "bn-post" -> "배치 정규화 (활성화 뒤)", "dropout=0.5+l2=1e-3" -> "드롭아웃=0.5+L2 정규화=1e-3"); in English, and
+    for a name of the user's own, the name as it is."""
+    if lang != "ko":
+        return name
+    parts = [_technique_ko(part) for part in str(name).split("+")]
+    return "+".join(parts) if all(parts) else name
+
+
+def _technique_ko(part: str) -> str | None:
+    base, eq, value = part.partition("=")
+    if eq:  # a spec as `sandbag compare` names its arms: the technique, then its strength
+        return f"{TECHNIQUES_KO[base]}={value}" if base in TECHNIQUES_KO else None
+    base, dash, variant = part.partition("-")
+    if base not in TECHNIQUES_KO:
+        return None
+    if not dash:
+        return TECHNIQUES_KO[base]
+    batch = _BATCH_ARM.fullmatch(variant)
+    if batch:
+        return f"{TECHNIQUES_KO[base]} (배치 {batch[1]})"
+    return f"{TECHNIQUES_KO[base]} ({VARIANTS_KO[variant]})" if variant in VARIANTS_KO else None
 
 
 def translator(lang: str = "en") -> Callable[..., str]:

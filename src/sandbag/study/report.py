@@ -31,13 +31,16 @@ VERDICT_MARK = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "negli
                 "inconclusive": "inconclusive", "mixed": "mixed", "not testable": "NOT TESTABLE"}
 
 
-def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | None = None) -> Path:
+def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | None = None,
+                 out: Path | str | None = None) -> Path:
     """Write analysis.json, verdicts.json, figures/*.png, report.md and report.html; return report.html's path.
     `lang` ("en" or "ko") is the language of report.md, report.html and the figures; analysis.json and
     verdicts.json are the same in every language (English texts), for tools that read them. `against`: another
     study folder (a replicate's original, say) whose verdicts the report sets beside these, part by part, and
-    counts the agreement of (agreement.json)."""
+    counts the agreement of (agreement.json). `out`: the folder all of these go to (default: the study folder);
+    the study folder is then only read, so a report in another language leaves the first one as it was."""
     study_dir = Path(study_dir)
+    out = files.make_dir(Path(out)) if out is not None else study_dir
     other = None
     if against is not None:
         other = files.read_json(Path(against) / layout.VERDICTS)
@@ -50,33 +53,35 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
     arms = study_arms(meta, rows)
     found = study_claims(meta, arms)
     colors = figures.palette(["none", *meta.get("techniques", []), *[a["arm"] for a in arms]])
-    regime_map = _regime(study_dir, meta, rows, arms) if cfg.get("train_sizes") else None
+    regime_map = _regime(out, meta, rows, arms) if cfg.get("train_sizes") else None
     with figures.language(lang):
         if regime_map is None:
-            figure_paths = {data: draw_figures(Inputs(study_dir, cfg, meta, rows, arms, data, colors, lang))
+            figure_paths = {data: draw_figures(Inputs(study_dir, cfg, meta, rows, arms, data, colors, lang, out))
                             for data in cfg["data"]}
         else:
-            figure_paths = {data: _draw_regime(study_dir, regime_map, data, colors, lang) for data in cfg["data"]}
-    files.write_json(study_dir / "analysis.json", jsonable(claims.probe_values(cfg["data"], rows, found)))
+            figure_paths = {data: _draw_regime(out, regime_map, data, colors, lang) for data in cfg["data"]}
+    files.write_json(out / "analysis.json", jsonable(claims.probe_values(cfg["data"], rows, found)))
     timing = _read_timing(study_dir)
     verdicts = claims.evaluate_claims(cfg["data"], rows, found, timing=timing["rows"] if timing else None,
                                       exploratory=schema.exploratory(meta.get("preregistered"), found))
-    files.write_json(study_dir / layout.VERDICTS, jsonable(verdicts))
+    files.write_json(out / layout.VERDICTS, jsonable(verdicts))
     shown = claims.localize(verdicts, found, lang)
     blocks = _document(meta, rows, arms, shown, figure_paths, study_dir, timing, t, regime_map)
+    if out != study_dir:
+        blocks.append(("p", t("Built by `sandbag report --out` from the study folder `{study}`, which holds "
+                              "results.csv, aggregate.csv and runs/.", study=study_dir)))
     if other is not None:
         agreed = agreement(verdicts, other)
         their_meta = files.read_json(Path(against) / layout.STUDY) or {}
         split = variance_split(cfg, rows, their_meta.get("config") or {}, read_results(against))
-        files.write_json(study_dir / "agreement.json", jsonable({"against": str(against), **agreed,
-                                                                 "variance": split}))
+        files.write_json(out / "agreement.json", jsonable({"against": str(against), **agreed, "variance": split}))
         blocks += _agreement_section(agreed, str(against), shown, t) + _variance_section(split, t)
-    files.write_text(study_dir / "report.md", _markdown(blocks))
-    files.write_text(study_dir / "report.html", _html(blocks, study_dir, lang))
-    return study_dir / "report.html"
+    files.write_text(out / "report.md", _markdown(blocks))
+    files.write_text(out / "report.html", _html(blocks, out, lang))
+    return out / "report.html"
 
 
-def _regime(study_dir: Path, meta: dict, rows: list[dict], arms: list[dict]) -> dict:
+def _regime(report_dir: Path, meta: dict, rows: list[dict], arms: list[dict]) -> dict:
     """regime.json of a study over train_sizes: the map's rows, each arm's test accuracy per size, and per data
     set and technique where it pays (`sandbag.study.regime`); written here, returned for the report."""
     cfg = meta["config"]
@@ -84,24 +89,25 @@ def _regime(study_dir: Path, meta: dict, rows: list[dict], arms: list[dict]) -> 
     out = {"version": 1, "sizes": regime.sizes_of(cfg), "rows": effects,
            "accuracy": regime.accuracy_rows(cfg, rows, arms),
            "summary": {data: regime.summary(effects, data) for data in cfg["data"]}}
-    files.write_json(study_dir / layout.REGIME, jsonable(out))
+    files.write_json(report_dir / layout.REGIME, jsonable(out))
     return out
 
 
-def _draw_regime(study_dir: Path, regime_map: dict, data: str, colors: dict, lang: str) -> dict[str, Path]:
-    fig_dir = study_dir / "figures" / slug(data)
+def _draw_regime(report_dir: Path, regime_map: dict, data: str, colors: dict, lang: str) -> dict[str, Path]:
+    fig_dir = report_dir / "figures" / slug(data)
     files.make_dir(fig_dir)
     path = figures.regime_map(fig_dir / "regime.png", [r for r in regime_map["rows"] if r["data"] == data],
                               [r for r in regime_map["accuracy"] if r["data"] == data], colors, lang, data)
-    return {"regime": Path(path).relative_to(study_dir)}
+    return {"regime": Path(path).relative_to(report_dir)}
 
 
-def localized_verdicts(study_dir: Path, lang: str = "en"):
+def localized_verdicts(study_dir: Path, lang: str = "en", report_dir: Path | None = None):
     """verdicts.json in `lang` for a terminal table: (verdicts, translator, verdict cell function). English keeps
-    the lowercase verdict words of verdicts.json."""
+    the lowercase verdict words of verdicts.json. `report_dir`: where the report (and its verdicts.json) was
+    written, when not in the study folder."""
     study_dir = Path(study_dir)
     t = translator(lang)
-    verdicts = files.read_json(study_dir / layout.VERDICTS)
+    verdicts = files.read_json(Path(report_dir or study_dir) / layout.VERDICTS)
     if lang == "en":
         def cell(result):
             mixed = result["verdict"] == stats.MIXED and result.get("decided")
@@ -185,6 +191,7 @@ class Inputs:
     data: str
     colors: dict
     lang: str
+    out: Path  # where the figures go: the study folder, or `sandbag report --out`'s
 
     def runs(self, arm: dict) -> list[dict]:
         return _runs(self.rows, self.data, arm["group"], arm["arm"])
@@ -264,10 +271,11 @@ assert tuple(sorted(FIGURES)) == tuple(sorted(layout.CELL_FIGURES)), "layout.CEL
 
 
 def draw_figures(x: Inputs) -> dict[str, Path]:
-    """Every figure of `FIGURES` for one data set, into figures/<slug>/<id>.png: {id: path in the study folder}."""
-    fig_dir = x.study_dir / "figures" / slug(x.data)
+    """Every figure of `FIGURES` for one data set, into figures/<slug>/<id>.png of the report's folder: {id: path
+    in that folder}."""
+    fig_dir = x.out / "figures" / slug(x.data)
     files.make_dir(fig_dir)
-    return {fid: Path(draw(x, fig_dir / f"{fid}.png")).relative_to(x.study_dir) for fid, draw in FIGURES.items()}
+    return {fid: Path(draw(x, fig_dir / f"{fid}.png")).relative_to(x.out) for fid, draw in FIGURES.items()}
 
 
 def _curves(study_dir: Path, rows, arms, data) -> dict:
@@ -354,7 +362,8 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
         ("p", t("{n_runs} runs on {data}; {seeds} seeds for the headline comparison, {extra_seeds} for the "
                 "sub-experiments. Wall time {wall}, compute in runs {compute}.", n_runs=n_runs,
                 data=", ".join(cfg["data"]), seeds=cfg["seeds"], extra_seeds=cfg["extra_seeds"],
-                wall=_fmt_seconds(meta.get("wall_seconds")), compute=_fmt_seconds(meta.get("cpu_seconds_runs")))),
+                wall=format_duration(meta.get("wall_seconds"), t),
+                compute=format_duration(meta.get("cpu_seconds_runs"), t))),
         *_problems(meta, rows, t),
         ("p", t("Command: `{command}`", command=meta["command"])),
         ("p", t("Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, "
@@ -895,10 +904,11 @@ def _g(x) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _fmt_seconds(s) -> str:
+def format_duration(s, t) -> str:
+    """A duration in the report's language: minutes from two minutes on, else seconds."""
     if s is None:
         return "n/a"
-    return f"{s / 60:.1f} min" if s >= 120 else f"{s:.0f} s"
+    return t("{minutes} min", minutes=f"{s / 60:.1f}") if s >= 120 else t("{seconds} s", seconds=f"{s:.0f}")
 
 
 def _markdown(blocks) -> str:
@@ -933,7 +943,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border:1px soli
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:1px 4px}"""
 
 
-def _html(blocks, study_dir: Path, lang: str = "en") -> str:
+def _html(blocks, report_dir: Path, lang: str = "en") -> str:
     body = []
     for kind, *rest in blocks:
         if kind in ("h1", "h2", "h3"):
@@ -949,7 +959,7 @@ def _html(blocks, study_dir: Path, lang: str = "en") -> str:
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>")
         elif kind == "img":
             path, alt = rest
-            data = base64.b64encode((study_dir / path).read_bytes()).decode("ascii")
+            data = base64.b64encode((report_dir / path).read_bytes()).decode("ascii")
             body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
                         f"<figcaption>{html.escape(alt)}</figcaption></figure>")
     title = html.escape(next(rest[0] for kind, *rest in blocks if kind == "h1"))
