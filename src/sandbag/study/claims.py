@@ -219,7 +219,8 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
                 "diffs": diffs(part, table, data)}
     per = diffs(part, table, data)
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
-    return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio,
+    sides = {"a": part.a[1], "b": part.b[1]} if part.kind == "paired" and part.b is not None else {}
+    return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio, **sides,
             "direction": part.direction, "margin": part.margin,
             "smallest_effect": part.smallest_effect, "timed": part.timed, "diffs": per, **result,
             "p_a_beats_b": probability_of_improvement(list(per.values()))}

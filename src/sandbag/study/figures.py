@@ -217,6 +217,7 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
     if not curves:
         return _no_data(path, title, t("no data"))
     fig, axes = _grid_axes(len(curves))
+    lowest = 1.0  # the lowest test accuracy drawn: the panels show the band the claims are about
     for ax, (arm, c) in zip(axes, curves.items(), strict=True):
         epochs = _floats(c.get("epoch") or [])
         train, test = c.get("train_acc") or [], c.get("test_acc") or []
@@ -229,6 +230,12 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
             if not series or len(x) == 0:
                 continue
             mean, std = _mean_std(_seed_matrix(series, len(x)))
+            if ls == "--":
+                lowest = min(lowest, float(np.nanmin(mean)))
+            if len(x) <= 2:  # test evaluated at one or two epochs: points with error bars, no line between them
+                ax.errorbar(x, mean, yerr=std, fmt="s", color=color, ms=6, capsize=4,
+                            label=t("{label}, mean ± 1 std", label=label))
+                continue
             ax.plot(x, mean, ls=ls, color=color, lw=2, marker="o" if len(x) <= 15 else None, ms=4,
                     label=t("{label}, mean", label=label))
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15 if ls == "-" else 0.08,
@@ -242,6 +249,8 @@ def learning_curves(path, curves: Mapping[str, Mapping], colors: Mapping[str, st
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="lower right")
+    for ax in axes:  # from a little below the lowest test accuracy (and 0.9) to 1: early epochs rise into view
+        ax.set_ylim(max(0.0, min(lowest, 0.9) - 0.05), 1.005)
     fig.suptitle(t("{title} (mean ± 1 std over seeds)", title=title))
     fig.tight_layout()
     return _save(fig, path)

@@ -395,6 +395,70 @@ KO: dict[str, str] = {
     "negligible": "미미함",
     "cannot say": "판단 불가",
     "Test accuracy of each arm (mean over seeds):": "조건별 테스트 정확도 (시드 평균):",
+    "{label}, mean ± 1 std": "{label}, 평균 ± 1 표준편차",
+    # --- findings first, figures once (report)
+    "Design and protocol": "설계와 실험 방법",
+    "Findings": "결과 요약",
+    "Figures": "그림",
+    "Figure: [{caption}](#{anchor})": "그림: [{caption}](#{anchor})",
+    "{title} ({data}). {caption}": "{title} ({data}). {caption}",
+    "**{data}: {decided} of {total} claims decided.** {scope}": "**{data}: 주장 {total}개 중 {decided}개 결론남.** {scope}",
+    " (+{n} more parts)": " (부분 {n}개 더)",
+    "{a} raised {metric} by {amount} {ci} over {b}": "{a}은(는) {b}보다 {metric}을(를) {amount} {ci} 높였다",
+    "{a} lowered {metric} by {amount} {ci} against {b}": "{a}은(는) {b}보다 {metric}을(를) {amount} {ci} 낮췄다",
+    "{metric}, {a} minus {b}: {amount} {ci}": "{metric}, {a} − {b}: {amount} {ci}",
+    "This verdict speaks of the strengths chosen on validation data: {strengths}.":
+        "이 판정은 검증 데이터로 고른 강도에 대한 것입니다: {strengths}.",
+    ", the strongest of its grid": ", 후보 중 가장 강한 값",
+    ", the weakest of its grid": ", 후보 중 가장 약한 값",
+    "test accuracy": "테스트 정확도",
+    "clean training accuracy": "평가 모드 학습 정확도",
+    "validation accuracy": "검증 정확도",
+    "the train-test gap": "학습−테스트 격차",
+    "clean training loss": "평가 모드 학습 손실",
+    "test loss": "테스트 손실",
+    "the weights' L2 norm": "가중치의 L2 노름",
+    "the share of weights below 1e-3": "|w| < 1e-3인 가중치 비율",
+    "the share of weights exactly 0": "정확히 0인 가중치 비율",
+    "epochs to learn": "학습에 걸린 에포크",
+    "seconds per epoch": "에포크당 초",
+    "techniques compared": "기법 비교",
+    "learning curves": "학습 곡선",
+    "strength sweeps": "강도 탐색",
+    "the penalty's minimum": "페널티의 최솟점",
+    "weight histograms": "가중치 히스토그램",
+    "dropout at evaluation": "평가 때의 드롭아웃",
+    "batch norm": "배치 정규화",
+    "batch sizes": "배치 크기",
+    "the regime map": "구간 지도",
+    "Test accuracy and train-test gap of each technique (mean with 95% interval over seeds): a technique right of "
+    "the dotted line (no technique) tested better; a gap nearer 0 overfits less.":
+        "기법별 테스트 정확도와 학습−테스트 격차 (시드에 대한 평균과 95% 구간): 점선(기법 없음)보다 오른쪽이면 테스트 "
+        "성능이 더 좋았고, 격차가 0에 가까울수록 과대적합이 적습니다.",
+    "Learning curves: clean training accuracy every epoch (tracked images) and test accuracy where evaluated; a "
+    "technique that trades fit for generalization rises more slowly in training and ends higher in test.":
+        "학습 곡선: 에포크마다의 평가 모드 학습 정확도(추적 이미지)와 평가한 에포크의 테스트 정확도; 적합을 내주고 "
+        "일반화를 얻는 기법은 학습 곡선이 더 천천히 오르고 테스트에서 더 높게 끝납니다.",
+    "Validation accuracy against each technique's strength (the sweep): the marked point is the strength chosen, "
+    "the one every verdict speaks of.":
+        "기법별 강도에 따른 검증 정확도 (탐색): 표시한 점이 고른 강도이며, 모든 판정은 이 강도에 대한 것입니다.",
+    "The closed-form problem of the L2 claim: the penalized minimum moves toward zero as lambda grows.":
+        "L2 주장의 닫힌 형태 문제: 람다가 커질수록 페널티를 더한 최솟점이 0 쪽으로 움직입니다.",
+    "Weights of the arms with weight penalties and of none: L1 piles weights at or near zero, L2 shrinks them "
+    "without zeros.":
+        "가중치 페널티 조건과 기법 없음의 가중치: L1은 가중치를 0 또는 0 근처에 모으고, L2는 0 없이 줄입니다.",
+    "Dropout's keep-masks during training (left), and accuracy with dropout left on at evaluation against off "
+    "(right): left on, it costs accuracy.":
+        "학습 중 드롭아웃의 유지 마스크(왼쪽)와 평가 때 드롭아웃을 켰을 때와 껐을 때의 정확도(오른쪽): 켜 두면 "
+        "정확도를 잃습니다.",
+    "One feature before and after batch normalization: mean 0 and std 1 after it (before scale and shift).":
+        "배치 정규화 전후의 한 특성: 정규화 뒤(스케일·시프트 전) 평균 0, 표준편차 1.",
+    "Test accuracy and seconds per epoch at each batch size, with and without batch norm.":
+        "배치 크기별 테스트 정확도와 에포크당 초, 배치 정규화가 있을 때와 없을 때.",
+    "The regime map: each technique's effect on test accuracy and on the gap against training-set size, and each "
+    "arm's test accuracy; a line above zero and outside the grey band pays.":
+        "구간 지도: 학습 데이터 크기에 따른 각 기법의 테스트 정확도·격차 효과와 조건별 테스트 정확도; 0보다 위에 있고 "
+        "회색 띠 밖에 있는 선이 효과를 내는 구간입니다.",
     "Where each technique pays, by training-set size": "학습 데이터 크기별로 각 기법이 효과를 내는 곳",
     "test accuracy: technique − none (points)": "테스트 정확도: 기법 − 없음 (%p)",
     "Effect on test accuracy": "테스트 정확도에 대한 효과",

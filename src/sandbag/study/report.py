@@ -350,10 +350,11 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
     cfg = meta["config"]
     hw, ver = meta["hardware"], meta["versions"]
     n_runs = len(rows)
-    blocks: list[tuple] = [("h1", t("sandbag study: {name}", name=cfg["name"]))]
+    head: list[tuple] = [("h1", t("sandbag study: {name}", name=cfg["name"]))]
     if cfg.get("quick"):
-        blocks.append(("p", t("**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
-                              "as a smoke test, not as evidence.**")))
+        head.append(("p", t("**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
+                            "as a smoke test, not as evidence.**")))
+    blocks: list[tuple] = [("h2", t("Design and protocol"))]
     track = (t("measured every epoch on a fixed stratified subset of {n} training images.", n=cfg["track_size"])
              if cfg.get("track_size") else t("interpolated between the evaluated epochs."))
     every = (t(" Clean figures every {k} epochs and at the last.", k=cfg["eval_every"])
@@ -364,13 +365,12 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
                 data=", ".join(cfg["data"]), seeds=cfg["seeds"], extra_seeds=cfg["extra_seeds"],
                 wall=format_duration(meta.get("wall_seconds"), t),
                 compute=format_duration(meta.get("cpu_seconds_runs"), t))),
-        *_problems(meta, rows, t),
         ("p", t("Command: `{command}`", command=meta["command"])),
         ("p", t("Versions: sandbag {sandbag}, torch {torch}, Python {python}. Hardware: {processor}, {cpus} CPUs, "
                 "{workers} workers x {threads} threads.", sandbag=ver["sandbag"], torch=ver["torch"],
                 python=ver.get("python", "?"), processor=hw["processor"], cpus=hw["cpus"], workers=hw["workers"],
                 threads=hw["threads_per_worker"])),
-        ("h2", t("Protocol")),
+        ("h3", t("Protocol")),
         ("ul", [
             _sampling_text(cfg, t),
             t("Model {model}; optimizer {optimizer} (lr {lr}); {epochs} epochs at batch {batch_size}; training set "
@@ -407,32 +407,175 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
     ]
     if regime_map is not None:
         blocks[-1][1].insert(2, _sizes_text(cfg, t))
-        for data in cfg["data"]:
-            blocks += _regime_section(regime_map, data, figure_paths[data], t)
     for data in cfg["data"] if regime_map is None else []:
-        blocks += _strength_section(meta, rows, data, figure_paths[data], t)
-        blocks += _headline_section(rows, arms, data, figure_paths[data], t)
-    blocks += [("h2", t("Claims")), ("p", _scope_text(cfg, t)), *_preregistration(meta, verdicts, t)]
-    blocks.append(("table", ["#", t("claim"), *cfg["data"]],
-                   [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
-                    for v in verdicts]))
-    blocks += _claims_summary(cfg, verdicts, t)
+        blocks += _strength_section(meta, rows, data, t)
+        blocks += _headline_section(rows, arms, data, t)
+    key = "regime" if regime_map is not None else "headline"  # the one figure that says most
+    out = [*head, *_findings(cfg, verdicts, figure_paths, key, t), *_problems(meta, rows, t)]
+    out += [("h2", t("Claims")), *_preregistration(meta, verdicts, t)]
+    out.append(("table", ["#", t("claim"), *cfg["data"]],
+                [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
+                 for v in verdicts]))
+    out += _claims_summary(cfg, verdicts, t)
+    for data in cfg["data"] if regime_map is not None else []:
+        out += _regime_section(regime_map, data, t)
     for v in verdicts:
-        blocks.append(("h3", f"{v['number']}. {_claim_text(v, t)}"))
+        out.append(("h3", f"{v['number']}. {_claim_text(v, t)}"))
         for data in cfg["data"]:
             result = v["data"][data]
-            blocks.append(("p", f"**{data}: {_claim_cell(result, t)}**"))
-            blocks.append(("table", [t("part"), "n", t("mean difference"), t("95% CI"), t("smallest effect"),
-                                     t("verdict"), t("p (Holm)"), t("survives Holm"), t("P(A > B) [95% CI]")],
-                           [_part_row(p, t) for p in result["parts"]]))
-            blocks += [("p", line) for line in _power_lines(result["parts"], t)]
+            out.append(("p", f"**{data}: {_claim_cell(result, t)}**"))
+            out.append(("table", [t("part"), "n", t("mean difference"), t("95% CI"), t("smallest effect"),
+                                  t("verdict"), t("p (Holm)"), t("survives Holm"), t("P(A > B) [95% CI]")],
+                        [_part_row(p, t) for p in result["parts"]]))
+            out += [("p", line) for line in _power_lines(result["parts"], t)]
+            out += _depends_on(meta, v, data, t)
             if v["figure"] and v["figure"] in figure_paths[data]:
-                blocks.append(("img", figure_paths[data][v["figure"]],
-                               t("{figure} ({data})", figure=v["figure"], data=data)))
-    blocks += [("h2", t("Files")), ("p", t("results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
-                                           "analysis.json (the probed values the claims read, from each run's "
-                                           "probes.json), verdicts.json, figures/, runs/."))]
-    return blocks
+                out.append(("p", t("Figure: [{caption}](#{anchor})", caption=_figure_title(v["figure"], t),
+                                   anchor=_anchor(v["figure"], data))))
+    out += _figures_section(cfg, verdicts, figure_paths, key, t)
+    out += blocks
+    out += [("h2", t("Files")), ("p", t("results.csv (one row per run), aggregate.csv (mean, std, n per arm), "
+                                        "analysis.json (the probed values the claims read, from each run's "
+                                        "probes.json), verdicts.json, figures/, runs/."))]
+    return out
+
+
+# What each figure shows and what to look for (its caption; claims link to it)
+FIGURE_CAPTIONS = {
+    "headline": "Test accuracy and train-test gap of each technique (mean with 95% interval over seeds): a technique "
+                "right of the dotted line (no technique) tested better; a gap nearer 0 overfits less.",
+    "learning_curves": "Learning curves: clean training accuracy every epoch (tracked images) and test accuracy "
+                       "where evaluated; a technique that trades fit for generalization rises more slowly in training "
+                       "and ends higher in test.",
+    "validation_curves": "Validation accuracy against each technique's strength (the sweep): the marked point is "
+                         "the strength chosen, the one every verdict speaks of.",
+    "penalty": "The closed-form problem of the L2 claim: the penalized minimum moves toward zero as lambda grows.",
+    "weight_histograms": "Weights of the arms with weight penalties and of none: L1 piles weights at or near zero, "
+                         "L2 shrinks them without zeros.",
+    "dropout": "Dropout's keep-masks during training (left), and accuracy with dropout left on at evaluation against "
+               "off (right): left on, it costs accuracy.",
+    "bn": "One feature before and after batch normalization: mean 0 and std 1 after it (before scale and shift).",
+    "batch_size": "Test accuracy and seconds per epoch at each batch size, with and without batch norm.",
+    "regime": "The regime map: each technique's effect on test accuracy and on the gap against training-set size, "
+              "and each arm's test accuracy; a line above zero and outside the grey band pays.",
+}
+FIGURE_TITLES = {"headline": "techniques compared", "learning_curves": "learning curves",
+                 "validation_curves": "strength sweeps", "penalty": "the penalty's minimum",
+                 "weight_histograms": "weight histograms", "dropout": "dropout at evaluation", "bn": "batch norm",
+                 "batch_size": "batch sizes", "regime": "the regime map"}
+assert set(FIGURE_CAPTIONS) == set(FIGURE_TITLES) == set(layout.FIGURES)
+
+
+def _anchor(figure: str, data: str) -> str:
+    return f"fig-{figure}-{slug(data)}"
+
+
+def _figure_title(figure: str, t) -> str:
+    return t(FIGURE_TITLES[figure])
+
+
+def _figure(figure: str, data: str, paths: dict, t) -> tuple:
+    caption = t("{title} ({data}). {caption}", title=_figure_title(figure, t), data=data,
+                caption=t(FIGURE_CAPTIONS[figure]))
+    return ("img", paths[figure], caption, _anchor(figure, data))
+
+
+def _figures_section(cfg, verdicts, figure_paths, key, t) -> list[tuple]:
+    """Each figure once, with a caption that says what to see: those the claims name and the strength sweep, the
+    findings' own figure left out (it stands at the top)."""
+    named = {v["figure"] for v in verdicts if v.get("figure")} | {"validation_curves"}
+    out = []
+    for data in cfg["data"]:
+        shown = [f for f in layout.FIGURES if f in named and f != key and f in figure_paths[data]]
+        out += [_figure(f, data, figure_paths[data], t) for f in shown]
+    return [("h2", t("Figures")), *out] if out else []
+
+
+METRIC_NAMES = {"test_acc": "test accuracy", "train_acc": "clean training accuracy", "val_acc": "validation accuracy",
+                "gap": "the train-test gap", "train_loss": "clean training loss", "test_loss": "test loss",
+                "weight_l2": "the weights' L2 norm", "frac_small": "the share of weights below 1e-3",
+                "frac_zero": "the share of weights exactly 0", "epochs_to_target": "epochs to learn",
+                "seconds_per_epoch": "seconds per epoch"}
+
+
+def part_sentence(p: dict, t) -> str:
+    """A paired part in plain words, with its number, interval and unit: "bn raised test accuracy by 5.5 pt
+    [+5.1 pt, +5.9 pt] over none"; parts without two named arms or a known metric: their label and numbers."""
+    column = (p.get("metric") or "").split(".", 1)[-1]
+    ci = f"[{_amount(p, p['ci_low'], t)}, {_amount(p, p['ci_high'], t)}]"
+    known = p.get("b") and column in METRIC_NAMES and not p.get("ratio") and math.isfinite(p["mean"])
+    if known and (p["ci_low"] > 0 or p["ci_high"] < 0):  # "raised" only where the interval says so
+        template = ("{a} raised {metric} by {amount} {ci} over {b}" if p["mean"] > 0 else
+                    "{a} lowered {metric} by {amount} {ci} against {b}")
+        return t(template, a=p["a"], b=p["b"], metric=t(METRIC_NAMES[column]),
+                 amount=_amount(p, abs(p["mean"]), t, sign=False), ci=ci)
+    if known:
+        return t("{metric}, {a} minus {b}: {amount} {ci}", a=p["a"], b=p["b"], metric=t(METRIC_NAMES[column]),
+                 amount=_amount(p, p["mean"], t), ci=ci)
+    return f"{p['label']}: {_amount(p, p['mean'], t)} {ci}"
+
+
+def _shown_parts(result: dict) -> list[dict]:
+    """The parts a finding quotes: decided ones, the largest effect against its interval first (else the first)."""
+    def weight(p):
+        half = (p["ci_high"] - p["ci_low"]) / 2
+        return abs(p["mean"]) / half if half > 0 else math.inf
+
+    paired = [p for p in result["parts"] if p["kind"] == "paired" and p["verdict"] != stats.NOT_TESTABLE
+              and math.isfinite(p.get("mean", math.nan)) and math.isfinite(p.get("ci_high", math.nan))]
+    decided = sorted((p for p in paired if p["verdict"] in (stats.SUPPORTED, stats.CONTRADICTED)), key=weight,
+                     reverse=True)
+    return decided[:2] or paired[:1]
+
+
+def _findings(cfg, verdicts, figure_paths, key, t) -> list[tuple]:
+    """What the study found, first: the decided count and one line per claim with its strongest numbers, then
+    the figure that says most."""
+    out = [("h2", t("Findings"))]
+    for data in cfg["data"]:
+        decided = sum(1 for v in verdicts if v["data"][data]["decided"])
+        testable = sum(1 for v in verdicts if v["data"][data]["verdict"] != stats.NOT_TESTABLE)
+        out.append(("p", t("**{data}: {decided} of {total} claims decided.** {scope}", data=data, decided=decided,
+                           total=testable, scope=_scope_text(cfg, t))))
+        items = []
+        for v in verdicts:
+            result = v["data"][data]
+            shown = _shown_parts(result)
+            numbers = "; ".join(part_sentence(p, t) for p in shown)
+            more = len(result["parts"]) - len(shown)
+            tail = t(" (+{n} more parts)", n=more) if more > 0 and shown else ""
+            items.append(f"**{v['number']}. {_claim_cell(result, t)}**: {_claim_text(v, t)}"
+                         + (f" {numbers}{tail}." if numbers else ""))
+        out.append(("ul", items))
+        if key in figure_paths[data]:
+            out.append(_figure(key, data, figure_paths[data], t))
+    return out
+
+
+def _depends_on(meta: dict, v: dict, data: str, t) -> list[tuple]:
+    """The chosen strengths a claim's verdict rests on, with a warning where one sits at an edge of its grid."""
+    arms = {(a["group"], a["arm"]): a for a in meta.get("arms") or []}
+    claim = next((c for c in meta.get("claims") or [] if c.get("id") == v.get("id")), None)
+    chosen = (meta.get("chosen") or {}).get(data) or {}
+    if claim is None or not chosen:
+        return []
+    techniques = []
+    for part in claim["parts"]:
+        for side in (part.get("a"), part.get("b"), *(part.get("first") or []), *(part.get("second") or [])):
+            arm = arms.get(tuple(side)) if side else None
+            for spec in (arm or {}).get("specs", []):
+                techniques += [name for name in chosen if "{" + name + "}" in spec]
+    if not techniques:
+        return []
+    grids = (meta.get("grids") or {}).get(data) or {}
+    named = []
+    for tech in dict.fromkeys(techniques):
+        grid = sorted(grids.get(tech) or (meta["config"].get("sweep") or {}).get(tech) or [])
+        edge = (t(", the strongest of its grid") if len(grid) > 1 and math.isclose(chosen[tech], grid[-1]) else
+                t(", the weakest of its grid") if len(grid) > 1 and math.isclose(chosen[tech], grid[0]) else "")
+        named.append(f"{tech} {_g(chosen[tech])}{edge}")
+    return [("p", t("This verdict speaks of the strengths chosen on validation data: {strengths}.",
+                    strengths="; ".join(named)))]
 
 
 def agreement(verdicts: list[dict], other: list[dict]) -> dict:
@@ -605,7 +748,7 @@ def _problems(meta, rows, t) -> list[tuple]:
     return out
 
 
-def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
+def _strength_section(meta, rows, data, t) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
     table, edges, extended = [], [], []
@@ -657,7 +800,8 @@ def _strength_section(meta, rows, data, paths, t) -> list[tuple]:
     if edges:
         blocks.append(("p", t("**At an edge of its grid: {edges}. A wider grid might choose another strength.**",
                               edges=", ".join(edges))))
-    return [*blocks, ("img", paths["validation_curves"], t("validation curves ({data})", data=data))]
+    return [*blocks, ("p", t("Figure: [{caption}](#{anchor})", caption=_figure_title("validation_curves", t),
+                             anchor=_anchor("validation_curves", data)))]
 
 
 def _sizes(sizes: list[int]) -> str:
@@ -701,7 +845,7 @@ def _effect_cell(row: dict, t) -> str:
     return f"{_points(row)} {t(VERDICT_MARK[row['verdict']])}"
 
 
-def _regime_section(regime_map: dict, data: str, paths: dict, t) -> list[tuple]:
+def _regime_section(regime_map: dict, data: str, t) -> list[tuple]:
     """The map of one data set: the sentences, the figure, then the effects per technique and size, the strengths
     chosen at each size and each arm's test accuracy."""
     rows = [r for r in regime_map["rows"] if r["data"] == data]
@@ -727,9 +871,8 @@ def _regime_section(regime_map: dict, data: str, paths: dict, t) -> list[tuple]:
     return [
         ("h2", t("Regime map ({data}): where each technique pays", data=data)),
         ("ul", regime_sentences(summary, rows, t)),
-        ("img", paths["regime"], t("Effect of each technique on test accuracy and on the gap against training-set "
-                                   "size, and each arm's test accuracy ({data}): a line above zero and outside the "
-                                   "grey band pays.", data=data)),
+        ("p", t("Figure: [{caption}](#{anchor})", caption=_figure_title("regime", t),
+                anchor=_anchor("regime", data))),
         ("p", t("Where each technique changes test accuracy (training images; paired rule, 95% interval):")),
         ("table", [t("technique"), t("first pays at"), t("raises"), t("lowers"), t("negligible"), t("cannot say")],
          where),
@@ -745,7 +888,7 @@ def _regime_section(regime_map: dict, data: str, paths: dict, t) -> list[tuple]:
     ]
 
 
-def _headline_section(rows, arms, data, paths, t) -> list[tuple]:
+def _headline_section(rows, arms, data, t) -> list[tuple]:
     body = []
     for arm in _arm_names(arms, "headline"):
         runs = _runs(rows, data, "headline", arm)
@@ -762,8 +905,7 @@ def _headline_section(rows, arms, data, paths, t) -> list[tuple]:
     header = [t("arm"), t("spec"), "n", t("train acc"), t("test acc"), t("gap"), t("weight L2"), t("frac |w|<1e-3"),
               t("epochs to target"), t("s/epoch")]
     return [("h2", t("Headline ({data}): mean ± std over seeds", data=data)),
-            ("table", header, body),
-            ("img", paths["headline"], t("headline ({data})", data=data))]
+            ("table", header, body)]
 
 
 def _part_row(p: dict, t) -> list[str]:
@@ -926,14 +1068,16 @@ def _markdown(blocks) -> str:
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body]
             out.append("\n".join(lines))
         elif kind == "img":
-            path, alt = rest
-            out.append(f"![{alt}]({Path(path).as_posix()})")
+            path, alt = rest[:2]
+            anchor = f'<a id="{rest[2]}"></a>\n\n' if len(rest) > 2 else ""
+            out.append(f"{anchor}![{alt}]({Path(path).as_posix()})")
     return "\n\n".join(out) + "\n"
 
 
 def _inline(text: str) -> str:
     """Escape, then the two Markdown inline forms the report uses: **bold** and `code`."""
     text = html.escape(text)
+    text = re.sub(r"\[([^\]]+)\]\((#[A-Za-z0-9._=-]+)\)", r'<a href="\2">\1</a>', text)  # [text](#anchor)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
@@ -958,9 +1102,10 @@ def _html(blocks, report_dir: Path, lang: str = "en") -> str:
             rows_html = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows)
             body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>")
         elif kind == "img":
-            path, alt = rest
+            path, alt = rest[:2]
+            anchor = f' id="{html.escape(rest[2])}"' if len(rest) > 2 else ""
             data = base64.b64encode((report_dir / path).read_bytes()).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+            body.append(f'<figure{anchor}><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
                         f"<figcaption>{html.escape(alt)}</figcaption></figure>")
     title = html.escape(next(rest[0] for kind, *rest in blocks if kind == "h1"))
     return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
