@@ -402,7 +402,8 @@ KO: dict[str, str] = {
     "Figures": "그림",
     "Figure: [{caption}](#{anchor})": "그림: [{caption}](#{anchor})",
     "{title} ({data}). {caption}": "{title} ({data}). {caption}",
-    "**{data}: {decided} of {total} claims decided.** {scope}": "**{data}: 주장 {total}개 중 {decided}개 결론남.** {scope}",
+    "**{data}: {decided} of {total} claims decided.** {scope}":
+        "**{data}: 주장 {total}개 중 {decided}개 결론남.** {scope}",
     " (+{n} more parts)": " (부분 {n}개 더)",
     "{a} raised {metric} by {amount} {ci} over {b}": "{a}은(는) {b}보다 {metric}을(를) {amount} {ci} 높였다",
     "{a} lowered {metric} by {amount} {ci} against {b}": "{a}은(는) {b}보다 {metric}을(를) {amount} {ci} 낮췄다",
@@ -421,7 +422,6 @@ KO: dict[str, str] = {
     "the share of weights below 1e-3": "|w| < 1e-3인 가중치 비율",
     "the share of weights exactly 0": "정확히 0인 가중치 비율",
     "epochs to learn": "학습에 걸린 에포크",
-    "seconds per epoch": "에포크당 초",
     "techniques compared": "기법 비교",
     "learning curves": "학습 곡선",
     "strength sweeps": "강도 탐색",
