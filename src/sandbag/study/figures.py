@@ -42,6 +42,8 @@ def language(lang: str = "en"):
     (`fonts.use_hangul_font`; restored on leaving), so no title falls back to empty boxes and every number and
     tick label is drawn as in English."""
     with matplotlib.rc_context():
+        # the figures lay themselves out (tight_layout): a notebook's constrained layout would warn on each one
+        matplotlib.rcParams["figure.constrained_layout.use"] = False
         if lang == "ko":
             use_hangul_font()
         yield
