@@ -162,9 +162,11 @@ def test_regime_rows_are_paired_effects_per_technique_size_and_metric(fresh_seed
                                                                                 "bn") for n in (100, 200, 400)}
 
 
-def test_the_regime_preset_is_a_map():
-    cfg = load_preset("regime")
+@pytest.mark.parametrize("preset", ["regime", "regime-fashion"])
+def test_the_regime_presets_are_maps(preset):
+    cfg = load_preset(preset)
     assert len(cfg.train_sizes) >= 5 and not cfg.lecture and cfg.data_sampling == "per-seed"
+    assert [cfg.epochs_at(c, cfg.epochs) for c in cfg.cells][-1] >= 20  # the largest size trains long enough
     arms = {a["arm"] for a in cfg.design.arms if a["group"] == "headline"}
     assert {"none", "l2", "l1", "noise", "dropout", "bn"} <= arms
     ids = {c.id for c in cfg.design.claims}

@@ -25,7 +25,7 @@ from . import layout, own_model, plan
 from .layout import SAMPLING, SEED_BLOCK
 from .results import AGGREGATE_METRICS
 
-PRESETS = ("quick", "standard", "full", "fashion", "regime")
+PRESETS = ("quick", "standard", "full", "fashion", "regime", "regime-fashion")
 DATA_OPTIONS = ("train_size", "test", "val_size")  # what `data_options` may set per data set
 
 
