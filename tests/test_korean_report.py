@@ -1,5 +1,6 @@
 """`--lang ko`: the report, its claims and its figures in Korean, with every Hangul glyph drawn (no empty boxes)."""
 
+import base64
 import json
 import re
 import shutil
@@ -188,3 +189,25 @@ def test_durations_and_statistical_words_read_as_korean():
     reuse = next(v for k, v in i18n.KO.items() if "reuses the runs done" in k)
     assert "재사용" in reuse
     assert all("전체 제1종 오류율" in v for k, v in i18n.KO.items() if "family-wise" in k)
+
+
+def test_korean_catalog_is_complete_without_a_hangul_font(tiny_study, tmp_path, monkeypatch):
+    """Every sentence of a Korean report has its catalog entry, checked where no Hangul font is installed too: the
+    figures (the only part that needs the font) are stood in for by one blank PNG."""
+    import contextlib
+
+    from sandbag.study import report
+    from sandbag.study.layout import CELL_FIGURES
+
+    src, _ = tiny_study
+    out = tmp_path / "tiny"
+    shutil.copytree(src, out)
+    blank = out / "blank.png"
+    blank.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    monkeypatch.setattr(figures, "language", lambda lang="en": contextlib.nullcontext())
+    monkeypatch.setattr(report, "draw_figures", lambda x: {f: Path("blank.png") for f in CELL_FIGURES})
+    i18n.MISSING.clear()
+    report.build_report(out, lang="ko")
+    assert not i18n.MISSING, sorted(i18n.MISSING)
+    assert "## 결과 요약" in (out / "report.md").read_text()
