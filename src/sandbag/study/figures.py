@@ -643,6 +643,7 @@ def regime_map(path, effects: Sequence[Mapping], accuracy: Sequence[Mapping],
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
     axes[0].legend(fontsize=8, loc="best")
+    axes[2].legend(fontsize=8, loc="lower right")  # none among them
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)

@@ -356,7 +356,10 @@ KO: dict[str, str] = {
     "{tech} strength": "{tech} 강도",
     "validation accuracy (fraction correct)": "검증 정확도 (맞힌 비율)",
     # --- the regime map (a study over train_sizes): report and figure
-    "each size's": "크기별",
+    "Scope: each verdict holds over training samples of {data} at the sizes it names ({sizes} images) and "
+    "initializations, at the strengths the validation sweep chose at each size.":
+        "범위: 각 판정은 {data}에서 판정이 가리키는 크기({sizes}장)의 학습 샘플과 초기화 전체에 대해, 크기마다 검증 "
+        "탐색으로 고른 강도에서 성립합니다.",
     "every run of a size trains about {steps} steps at batch {batch}, and at least {min_epochs} epochs (epochs per "
     "size: {epochs})":
         "각 크기의 모든 학습은 배치 {batch}로 약 {steps} 스텝, 적어도 {min_epochs} 에포크를 학습합니다 (크기별 "

@@ -411,7 +411,7 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
         blocks += _strength_section(meta, rows, data, t)
         blocks += _headline_section(rows, arms, data, t)
     key = "regime" if regime_map is not None else "headline"  # the one figure that says most
-    out = [*head, *_findings(cfg, verdicts, figure_paths, key, t), *_problems(meta, rows, t)]
+    out = [*head, *_findings(cfg, verdicts, figure_paths, key, t, regime_map), *_problems(meta, rows, t)]
     out += [("h2", t("Claims")), *_preregistration(meta, verdicts, t)]
     out.append(("table", ["#", t("claim"), *cfg["data"]],
                 [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
@@ -528,11 +528,14 @@ def _shown_parts(result: dict) -> list[dict]:
     return decided[:2] or paired[:1]
 
 
-def _findings(cfg, verdicts, figure_paths, key, t) -> list[tuple]:
-    """What the study found, first: the decided count and one line per claim with its strongest numbers, then
-    the figure that says most."""
+def _findings(cfg, verdicts, figure_paths, key, t, regime_map=None) -> list[tuple]:
+    """What the study found, first: the decided count, in a study over sizes one sentence per technique on where
+    it pays, one line per claim with its strongest numbers, then the figure that says most."""
     out = [("h2", t("Findings"))]
     for data in cfg["data"]:
+        if regime_map is not None:
+            rows = [r for r in regime_map["rows"] if r["data"] == data]
+            out.append(("ul", regime_sentences(regime_map["summary"].get(data, []), rows, t)))
         decided = sum(1 for v in verdicts if v["data"][data]["decided"])
         testable = sum(1 for v in verdicts if v["data"][data]["verdict"] != stats.NOT_TESTABLE)
         out.append(("p", t("**{data}: {decided} of {total} claims decided.** {scope}", data=data, decided=decided,
@@ -683,7 +686,12 @@ def _sizes_text(cfg: dict, t) -> str:
 
 def _scope_text(cfg: dict, t) -> str:
     """What a verdict below speaks of: over samples and initializations, or over initializations of one sample."""
-    size = cfg.get("train_size") or (t("each size's") if cfg.get("train_sizes") else t("all"))
+    if cfg.get("train_sizes"):
+        sizes = ", ".join(str(n) for n in regime.sizes_of(cfg))
+        return t("Scope: each verdict holds over training samples of {data} at the sizes it names ({sizes} images) "
+                 "and initializations, at the strengths the validation sweep chose at each size.",
+                 data=", ".join(cfg["data"]), sizes=sizes)
+    size = cfg.get("train_size") or t("all")
     data = ", ".join(cfg["data"])
     if cfg.get("data_sampling") == "per-seed":
         return t("Scope: each verdict holds over {n}-image training samples of {data} and initializations, at the "
@@ -870,7 +878,6 @@ def _regime_section(regime_map: dict, data: str, t) -> list[tuple]:
               _sizes(e["negligible"]) or "—", _sizes(e["open"]) or "—"] for e in summary]
     return [
         ("h2", t("Regime map ({data}): where each technique pays", data=data)),
-        ("ul", regime_sentences(summary, rows, t)),
         ("p", t("Figure: [{caption}](#{anchor})", caption=_figure_title("regime", t),
                 anchor=_anchor("regime", data))),
         ("p", t("Where each technique changes test accuracy (training images; paired rule, 95% interval):")),
