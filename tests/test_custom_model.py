@@ -429,7 +429,7 @@ def test_allowed_the_study_checks_every_arm_and_keeps_the_layers_for_the_report(
     runs, and study.json and the report's problems say what it keeps."""
     from sandbag.study import StudyConfig, compare_config
     from sandbag.study.i18n import translator
-    from sandbag.study.report import _problems
+    from sandbag.study.report import problem_blocks
     from sandbag.study.runner import study_meta
 
     p1, p2, _ = net_module
@@ -441,7 +441,7 @@ def test_allowed_the_study_checks_every_arm_and_keeps_the_layers_for_the_report(
     meta = study_meta(cfg, "sandbag compare", 1, 1)
     assert meta["model_own_layers"] == layers
     for lang in ("en", "ko"):
-        said = " ".join(text for _, text in _problems(meta, [], translator(lang)))
+        said = " ".join(text for _, text in problem_blocks(meta, [], translator(lang)))
         assert "mnist_net:build" in said and ", ".join(layers) in said, said
     assert "model_own_layers" not in study_meta(StudyConfig(), "sandbag study", 1, 1)
 

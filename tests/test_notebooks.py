@@ -100,7 +100,7 @@ def test_the_notebook_runs_and_shows_a_figure_in_every_section(lang, workdir):
     nb = read(NOTEBOOKS[lang])
     wall, cpu = execute(nb, workdir)
     print(f"{NOTEBOOKS[lang].name}: {wall:.1f} s wall, {cpu:.1f} CPU s")
-    assert len(sections(nb)) == 8
+    assert len(sections(nb)) == 9
     assert not problems(nb), "\n".join(problems(nb))
     assert cpu < CPU_BUDGET, f"{NOTEBOOKS[lang].name} used {cpu:.0f} CPU s (budget {CPU_BUDGET}); keep it small"
     assert (workdir / "notebook-study" / "verdicts.json").is_file()
@@ -142,7 +142,7 @@ def test_the_korean_notebook_runs_the_same_code_as_the_english_one():
         if a.cell_type == "code":
             assert code_shape(a.source) == code_shape(b.source), f"code cell {index} differs"
     assert "use_hangul_font()" in ko.cells[1].source and "use_hangul_font" not in en.cells[1].source
-    assert len(sections(en)) == len(sections(ko)) == 8
+    assert len(sections(en)) == len(sections(ko)) == 9
 
 
 def test_the_notebooks_use_only_public_names():

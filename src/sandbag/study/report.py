@@ -411,7 +411,7 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
         blocks += _strength_section(meta, rows, data, t)
         blocks += _headline_section(rows, arms, data, t)
     key = "regime" if regime_map is not None else "headline"  # the one figure that says most
-    out = [*head, *_findings(cfg, verdicts, figure_paths, key, t, regime_map), *_problems(meta, rows, t)]
+    out = [*head, *_findings(cfg, verdicts, figure_paths, key, t, regime_map), *problem_blocks(meta, rows, t)]
     out += [("h2", t("Claims")), *_preregistration(meta, verdicts, t)]
     out.append(("table", ["#", t("claim"), *cfg["data"]],
                 [[str(v["number"]), _claim_text(v, t), *[_claim_cell(v["data"][d], t) for d in cfg["data"]]]
@@ -726,7 +726,7 @@ def _timing_method(timing: dict, t) -> str:
     return t(template, **fields) if fields else timing["method"]
 
 
-def _problems(meta, rows, t) -> list[tuple]:
+def problem_blocks(meta, rows, t) -> list[tuple]:
     """Diverged runs and strengths that fell back to the textbook value: said up front, never hidden."""
     out = []
     failed = [r for r in rows if r["status"] == "failed"]
