@@ -188,7 +188,8 @@ def test_a_tiny_regime_study_writes_its_map_and_resumes(tmp_path):
     build_report(out)
     found = json.loads((out / "regime.json").read_text())
     assert found["sizes"] == [60, 120]
-    assert len(found["rows"]) == 5 * 2 * len(regime.METRICS)
+    assert len(found["rows"]) == 2 * 2 * len(regime.METRICS)  # dropout and bn, at two sizes
+    assert {r["strength"]["dropout"] for r in found["rows"] if r["technique"] == "dropout"} == {0.5}
     assert all(math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"]) for r in found["rows"]
                if r["metric"] != "epochs_to_target")
     assert (out / "figures" / "mnist-5k" / "regime.png").stat().st_size > 10_000
