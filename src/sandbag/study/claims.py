@@ -209,15 +209,15 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
     if part.kind in ("check", "builtin"):
         values = check_values(part, table, data)
         return {"label": part.label, "kind": "check", **check_verdict(list(values.values()), part.tolerance)}
+    per = diffs(part, table, data)
     bound = at_bound(part, table, data)
     if bound is not None:
-        n = len(diffs(part, table, data))
+        n = len(per)
         return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio,
                 "direction": part.direction, "margin": part.margin,
                 "smallest_effect": part.smallest_effect, "timed": part.timed, "n": n, "mean": math.nan,
                 "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, "bound": bound,
-                "diffs": diffs(part, table, data)}
-    per = diffs(part, table, data)
+                "diffs": per}
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
     sides = {"a": part.a[1], "b": part.b[1]} if part.kind == "paired" and part.b is not None else {}
     return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio, **sides,

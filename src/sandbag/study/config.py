@@ -181,7 +181,7 @@ class StudyConfig:
     def cells(self) -> list[str]:
         """What the study runs its arms on: each data set, or each data set at each of `train_sizes`
         ("mnist-5k@500", `layout.cell_key`)."""
-        return layout.cells(self.to_dict())
+        return layout.cells({"data": self.data, "train_sizes": self.train_sizes})  # no deep copy of the config
 
     def split(self, cell: str) -> dict:
         """train_size, test and val_size of a data set or cell: the study's, or its data set's `data_options`; a

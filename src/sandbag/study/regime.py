@@ -107,9 +107,7 @@ def summary(rows: list[dict], data: str, metric: str = "test_acc") -> list[dict]
         out.append({"technique": tech, "metric": metric, "first_pays": pays[0] if pays else None, "pays": pays,
                     "costs": [r["train_size"] for r in mine if r["verdict"] == stats.CONTRADICTED],
                     "negligible": [r["train_size"] for r in mine if r["verdict"] == stats.NEGLIGIBLE],
-                    "open": [r["train_size"] for r in mine if r["verdict"] == stats.INCONCLUSIVE],
-                    "largest": max(mine, key=lambda r: r["mean"] if math.isfinite(r["mean"]) else -math.inf,
-                                   default=None)})
+                    "open": [r["train_size"] for r in mine if r["verdict"] == stats.INCONCLUSIVE]})
     return out
 
 
