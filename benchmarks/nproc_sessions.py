@@ -5,7 +5,10 @@ This runs N short `sandbag train --nproc 2` sessions one after the other, every 
 a core busy, each rank with Python's faulthandler on, and counts the sessions that did not exit 0; the stderr of
 each such session is kept under --keep for reading.
 
-    python benchmarks/nproc_sessions.py [--sessions 100] [--keep /tmp/nproc-aborts]
+    python benchmarks/nproc_sessions.py [--sessions 100] [--keep /tmp/nproc-aborts] [--pytest]
+
+`--pytest`: each session is instead the test suite's two-rank fixture (tests/test_distributed.py, ranks started by
+torch.multiprocessing's spawn inside pytest), the path on which CI saw the abort.
 """
 
 from __future__ import annotations
@@ -21,20 +24,25 @@ TRAIN = ["train", "--nproc", "2", "--data", "digits", "--train-size", "200", "--
          "--device", "cpu", "--quiet"]
 
 
-def session(out: Path) -> subprocess.CompletedProcess:
+PYTEST = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_distributed.py", "-k",
+          "allreduce_batchnorm_and_only_rank_zero_writes"]
+
+
+def session(out: Path, pytest: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
-    return subprocess.run([sys.executable, "-m", "sandbag", *TRAIN, "--out", str(out)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    args = [*PYTEST, "--basetemp", str(out)] if pytest else ["-m", "sandbag", *TRAIN, "--out", str(out)]
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
 
 
-def main(sessions: int, keep: Path) -> None:
+def main(sessions: int, keep: Path, pytest: bool = False) -> None:
     failed: list[tuple[int, bool, int]] = []
     with tempfile.TemporaryDirectory(prefix="nproc-") as tmp:
         for i in range(sessions):
             busy = i % 2 == 1
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
             try:
-                done = session(Path(tmp) / f"run{i}")
+                done = session(Path(tmp) / f"run{i}", pytest)
             finally:
                 if spinner:
                     spinner.kill()
@@ -42,7 +50,7 @@ def main(sessions: int, keep: Path) -> None:
             if done.returncode != 0:
                 failed.append((i, busy, done.returncode))
                 keep.mkdir(parents=True, exist_ok=True)
-                (keep / f"session{i}.stderr").write_text(done.stderr)
+                (keep / f"session{i}.stderr").write_text(done.stdout + done.stderr)
             print(f"session {i + 1}/{sessions} ({'busy core' if busy else 'idle'}): exit {done.returncode}",
                   flush=True)
     beside = sum(1 for _, busy, _ in failed if busy)
@@ -54,5 +62,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--keep", type=Path, default=Path(tempfile.gettempdir()) / "nproc-aborts")
+    parser.add_argument("--pytest", action="store_true", help="sessions of the test suite's two-rank fixture")
     args = parser.parse_args()
-    main(args.sessions, args.keep)
+    main(args.sessions, args.keep, args.pytest)
