@@ -349,9 +349,11 @@ def _net_module(folder: Path, name: str, monkeypatch, **values) -> None:
 def net_module(own_module, fresh_seed, monkeypatch):
     """mnist_net.py beside my_factories.py, its rates fresh each run; returns them (p1, p2, sigma)."""
     rng = torch.Generator().manual_seed(fresh_seed)
-    # Two-decimal rates in [0.05, 0.95], never the lecture's dropout=0.4: at that rate Net's own layer would fit the
-    # study's dropout arm, and the tests that name the arm Net cannot place would find another one.
-    rates = [r / 100 for r in range(5, 96) if r != 40]
+    from sandbag.regularizers import TECHNIQUES
+
+    # Two-decimal rates in [0.05, 0.95], never the study's textbook dropout rate: at that rate Net's own layer would
+    # fit the study's dropout arm, and the tests that name the arm Net cannot place would find another one.
+    rates = [r / 100 for r in range(5, 96) if r / 100 != TECHNIQUES["dropout"].textbook]
     p1, p2, sigma = (rates[int(torch.randint(len(rates), (1,), generator=rng))] for _ in range(3))
     _net_module(own_module, "mnist_net", monkeypatch, p1=p1, p2=p2, sigma=sigma)
     return p1, p2, sigma
