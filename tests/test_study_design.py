@@ -151,3 +151,52 @@ def test_a_second_study_reuses_every_run_folder(tiny_study, tmp_path):
     assert seen[-1].reused == seen[-1].done == seen[-1].total == len(rows) == 27
     assert seen[-1].probed == 0  # every run folder already has its probes.json
     assert read_results(copy) == read_results(tiny_study[0])
+
+
+EXTRA_SPEED = """
+name = "speed"
+lecture = false
+data = ["mnist-5k"]
+train_size = 200
+epochs = 3
+track_size = 100
+timing_repeats = 0
+
+[[arms]]
+name = "none"
+
+[[arms]]
+name = "drop5"
+group = "extra"
+specs = ["dropout=0.5"]
+
+[[arms]]
+name = "drop3"
+group = "extra"
+specs = ["dropout=0.3"]
+
+[[claims]]
+id = "dropout-slows"
+text = "Dropout 0.5 takes more epochs to learn."
+  [[claims.parts]]
+  metric = "epochs_to_target"
+  a = "drop5"
+  b = "none"
+  direction = "greater"
+"""
+
+
+def test_only_arms_whose_learning_speed_is_read_evaluate_the_tracked_subset_every_epoch(tmp_path):
+    """The tracked subset's clean accuracy every epoch costs ~15% of an epoch on 500 images: the headline arms
+    (their learning curves) and the arms a claim reads epochs_to_target of measure it; the others do not, and their
+    results rows have no epochs_to_target rather than one read off the last epoch alone."""
+    standard = load_preset("standard")
+    runs = plan.runs_of(standard, "mnist-5k", CHOSEN)
+    assert {r.group for r in runs if r.config.track_size == standard.track_size} == {"headline"}
+    assert {r.group for r in runs if r.config.track_size is None} == {"sweep", "extra", "batch"}
+
+    path = tmp_path / "speed.toml"
+    path.write_text(EXTRA_SPEED)
+    own = load_config(path)
+    tracked = {r.arm: r.config.track_size for r in plan.runs_of(own, "mnist-5k", {})}
+    assert tracked == {"none": 100, "drop5": 100, "drop3": None}

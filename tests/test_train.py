@@ -183,3 +183,20 @@ def test_eval_every_measures_every_kth_and_the_last_epoch_and_tracks_learning_ea
     for target in (0.5, 0.8, 0.95):
         assert epochs_to_target(rows, target, 0.1) == pytest.approx(epochs_to_target(full, target, 0.1))
     assert RunConfig(**small, eval_every=2).key() != RunConfig(**small).key()  # it changes what a run records
+
+
+def test_training_flushes_denormals_and_leaves_the_callers_setting_as_it_was():
+    """A fitted unregularized model's gradients decay into float32's denormal range, where x86 arithmetic is many
+    times slower: fit trains with them flushed to zero, and a caller's process (hypothesis refuses to run with it
+    set) gets its own setting back, whichever it was."""
+    tiny = torch.finfo(torch.float32).tiny / 4  # a denormal
+    flushed = []
+    cfg = RunConfig(epochs=1, train_size=64, batch_size=32)
+    for before in (False, True):
+        torch.set_flush_denormal(before)
+        try:
+            fit(cfg, on_epoch=lambda row: flushed.append(bool(torch.tensor(tiny) * 1.0 == 0)))
+            assert bool(torch.tensor(tiny) * 1.0 == 0) == before
+        finally:
+            torch.set_flush_denormal(False)
+    assert flushed == [True, True]

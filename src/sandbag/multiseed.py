@@ -35,6 +35,7 @@ from .runs import RunConfig, RunFolder
 from .train import (
     EVAL_BATCH,
     batches_of,
+    denormals_flushed,
     epoch_metrics,
     epoch_row,
     evaluates,
@@ -115,6 +116,7 @@ def _per_seed(values: dict, count: int) -> list[dict]:
     return [{k: v[i] for k, v in values.items()} for i in range(count)]
 
 
+@denormals_flushed()
 def fit_seeds(
     cfg: RunConfig,
     seeds: Sequence[int],

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import data as data_mod
-from .allocator import tune_allocator
+from .allocator import denormals_flushed, tune_allocator
 from .errors import ConfigError
 from .models import build_model, count_params
 from .regularizers import Regularizer, Spec, penalized_parameters
@@ -28,7 +28,7 @@ from .runs import TIMING_FIELDS, RunConfig, RunFolder, load_checkpoint, versions
 __all__ = [
     "RunConfig", "RunSetup", "setup_run", "train_step", "run_epoch", "train_one_epoch", "evaluate", "epoch_metrics",
     "weight_stats", "fit", "evaluate_run", "load_checkpoint", "load_data", "make_optimizer", "resolve_device",
-    "versions", "tune_allocator",
+    "versions", "tune_allocator", "denormals_flushed",
 ]
 
 # Evaluation batch: on CPU with the allocator tuned, ref-cnn evaluated as fast or faster at 256 than at 64, 128 or 512
@@ -299,6 +299,7 @@ def epoch_metrics(model: nn.Module, ds: data_mod.Dataset, eval_batch: int, dist=
 # A whole run
 
 
+@denormals_flushed()
 def fit(
     cfg: RunConfig,
     out_dir: Path | str | None = None,

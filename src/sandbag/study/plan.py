@@ -29,7 +29,7 @@ from ..regularizers import ALIASES, TECHNIQUES, tunable
 from ..runs import RunConfig
 from . import schema, stats
 from .claims import Claim
-from .layout import slug, split_cell
+from .layout import CELL, slug, split_cell
 
 ARM_KEYS = ("name", "specs", "group", "seeds", "for_each", "base", "min_nproc", "batch_size", "epochs", "train_size",
             "lr")
@@ -218,11 +218,25 @@ def _overrides(cfg, arm: dict, data: str) -> dict:
     return out                                  # validates on them
 
 
+def arms_reading(claims: Iterable[Claim], metric: str) -> set[tuple[str, str]]:
+    """The (group, arm) pairs whose `metric` a claim reads (an arm at a size, "bn@500", as its arm)."""
+    return {(group, arm.split(CELL)[0]) for claim in claims for part in claim.parts if part.metric == metric
+            for group, arm in part.arms()}
+
+
+def tracks(cfg, arm: dict) -> bool:
+    """Whether the runs of `arm` measure clean accuracy on `track_size` training images every epoch: the headline
+    arms (their learning curves) and the arms a claim reads ``epochs_to_target`` of. The others skip it: nothing
+    reads their learning speed, and those evaluations cost ~15% of an epoch on 500 images."""
+    return arm["group"] == "headline" or (arm["group"], arm["arm"]) in arms_reading(cfg.design.claims,
+                                                                                   "epochs_to_target")
+
+
 def arm_runs(cfg, data: str, arm: dict, chosen: dict[str, float] | None = None) -> list[Run]:
     """The runs of one arm on data set (or cell) `data` (its specs at the `chosen` strengths), one per seed."""
     base = dict(data=data, model=cfg.model, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every, track_size=cfg.track_size,
-                **cfg.split(data))
+                optimizer=cfg.optimizer, nproc=cfg.nproc, eval_every=cfg.eval_every,
+                track_size=cfg.track_size if tracks(cfg, arm) else None, **cfg.split(data))
     overrides = _overrides(cfg, arm, data)
     overrides["epochs"] = cfg.epochs_at(data, overrides.get("epochs", cfg.epochs))
     name, size = split_cell(data)

@@ -52,13 +52,13 @@ def epochs_to_target(metrics: list[dict], target: float, chance: float) -> float
     return float((metrics[-1]["epoch"] if metrics else 0) + 1)
 
 
-def result_row(run, study_dir: Path, summary: dict, learn_target: float) -> dict:
-    """One results.csv row for a `plan.Run` whose folder holds `summary`."""
-    return {
-        **identity(run, study_dir),
-        **{k: v for k, v in summary.items() if k not in ("device",)},
-        "epochs_to_target": epochs_to_target(read_metrics(run.folder(study_dir)), learn_target, chance=0.1),
-    }
+def result_row(run, study_dir: Path, summary: dict, learn_target: float | None) -> dict:
+    """One results.csv row for a `plan.Run` whose folder holds `summary`; `learn_target` None: a run whose learning
+    speed nothing reads (`plan.tracks`) has no ``epochs_to_target``."""
+    speed = (None if learn_target is None
+             else epochs_to_target(read_metrics(run.folder(study_dir)), learn_target, chance=0.1))
+    return {**identity(run, study_dir), **{k: v for k, v in summary.items() if k not in ("device",)},
+            "epochs_to_target": speed}
 
 
 def identity(run, study_dir: Path) -> dict:

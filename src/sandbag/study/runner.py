@@ -32,11 +32,12 @@ from . import costs, probes, schema, timing
 from .claims import PROBE
 from .config import StudyConfig
 from .executors import FAILED, Executor, LocalExecutor, make_executor
-from .layout import CELL, STUDY, TIMING
+from .layout import STUDY, TIMING
 from .plan import (
     MAX_EXTENSIONS,
     Run,
     arm_runs,
+    arms_reading,
     beyond_edge,
     choose_strengths,
     dependent_runs,
@@ -210,10 +211,8 @@ def study_meta(cfg: StudyConfig, command: str | None, workers: int, threads: int
 
 
 def companion_arms(claims) -> set[tuple[str, str]]:
-    """The (group, arm) pairs whose BN companion noise a claim reads (an arm at a size, "bn@500", as its arm)."""
-    wanted = f"{PROBE}companion_prob_std_mean"
-    return {(group, arm.split(CELL)[0]) for claim in claims for part in claim.parts if part.metric == wanted
-            for group, arm in part.arms()}
+    """The (group, arm) pairs whose BN companion noise a claim reads."""
+    return arms_reading(claims, f"{PROBE}companion_prob_std_mean")
 
 
 class Scheduler:
@@ -356,12 +355,18 @@ class Scheduler:
         for run in runs:
             summary = read_summary(run.folder(self.study_dir))
             if summary and summary.get("config_key") == run.config.key():
-                self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
+                self.rows[run] = result_row(run, self.study_dir, summary, self.learn_target(run))
                 self.progress.done += 1
                 self.progress.reused += 1
             else:
                 todo.append(run)
         return todo
+
+    def learn_target(self, run: Run) -> float | None:
+        """None for a run without the tracked subset in a study that tracks one (`plan.tracks`): its
+        epochs_to_target would be read off the few evaluated epochs, and nothing reads it."""
+        tracked = run.config.track_size is not None or self.cfg.track_size is None
+        return self.cfg.learn_target if tracked else None
 
     def record(self, run: Run, seconds: float = 0.0) -> None:
         folder = run.folder(self.study_dir)
@@ -371,7 +376,7 @@ class Scheduler:
             self.rows[run] = failed_row(run, self.study_dir, reason)
             self.progress.failed += 1
         else:
-            self.rows[run] = result_row(run, self.study_dir, summary, self.cfg.learn_target)
+            self.rows[run] = result_row(run, self.study_dir, summary, self.learn_target(run))
             self.progress.done += 1
         status, test_acc = (summary.get("status", "?"), summary.get("test_acc")) if summary else ("failed", None)
         self.progress.finished.append(RunDone(run.data, run.group, run.arm, run.seed, status, test_acc, seconds,

@@ -22,7 +22,7 @@ import torch
 
 from .. import files
 from ..runs import RunConfig
-from ..train import load_data, run_epoch, setup_run, train_one_epoch
+from ..train import denormals_flushed, load_data, run_epoch, setup_run, train_one_epoch
 from . import plan
 from .claims import Claim
 from .i18n import TIMING_METHOD
@@ -38,6 +38,7 @@ def timed_arms(claims: list[Claim]) -> list[tuple[str, str]]:
     return sorted({arm for claim in claims for part in claim.parts if part.timed for arm in part.arms()})
 
 
+@denormals_flushed()  # as the runs train
 def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, float]]) -> dict:
     """Time every arm of the timing claims `cfg.timing_repeats` times on each data set (at the strengths `chosen`
     per data set); write timing.json."""
