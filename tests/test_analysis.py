@@ -79,6 +79,30 @@ def test_dropout_left_on_changes_predictions_and_eval_mode_does_not(runs, test_d
     assert A.dropout_left_on(model, x, y, passes=3, seed=4)["on_accs"] != r["on_accs"]
 
 
+@pytest.mark.parametrize("regs", [["dropout=0.5"], ["dropout=0.3", "dropout=0.4:spatial", "bn", "noise=0.2"]])
+def test_dropout_left_on_equals_full_passes_of_the_whole_model(regs, fresh_seed):
+    """The probe reruns only the layers from the first dropout on (their input computed once): the numbers are
+    those of full passes through the whole model with only its dropout layers in training mode, bit for bit, on a
+    fresh random model and fresh inputs (spatial dropout, BN and noise before the dense dropout included)."""
+    torch.manual_seed(fresh_seed)
+    model = build_model(specs=parse_specs(regs)).eval()
+    for m in model.modules():  # BN statistics that are not the identity
+        if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            m.running_mean.normal_(0, 0.3), m.running_var.uniform_(0.5, 2.0)
+    x, y = torch.randn(300, 1, 28, 28), torch.randint(0, 10, (300,))
+    full = copy.deepcopy(model)
+    for m in full.modules():
+        if isinstance(m, nn.Dropout | nn.Dropout2d):
+            m.train()
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(fresh_seed + 1)
+        passes = [full(x).argmax(1) for _ in range(3)]  # 300 inputs: one batch of the probe's
+    r = A.dropout_left_on(model, x, y, passes=3, seed=fresh_seed + 1)
+    assert r["on_accs"] == [(p == y).double().mean().item() for p in passes]
+    with torch.no_grad():
+        assert r["eval_acc"] == (model(x).argmax(1) == y).double().mean().item()
+
+
 def test_dropout_left_on_leaves_bn_and_noise_in_eval_mode(runs, test_data):
     x, y = test_data
     model = _load(runs, "bn")

@@ -239,3 +239,77 @@ def test_more_seeds_reuse_the_runs_already_done(tiny_study, tmp_path):
     verdicts = json.loads((copy / "verdicts.json").read_text())
     assert next(v for v in verdicts if v["number"] == 6)["data"]["mnist-5k"]["parts"][0]["n"] == 3
     assert "study wall time" in result.stdout
+
+
+TWINS = """
+name = "twins"
+lecture = false
+data = ["mnist-5k"]
+train_size = 100
+test = "rest"
+val_size = 100
+epochs = 1
+sweep_epochs = 1
+batch_size = 32
+batch_sizes = [32]
+track_size = 50
+seeds = 2
+extra_seeds = 2
+sweep_seeds = 2
+timing_repeats = 0
+
+[sweep]
+dropout = [0.5]  # one strength: no grid edge to extend
+
+[[arms]]
+name = "none"
+
+[[arms]]
+name = "dropout"
+specs = ["dropout={dropout}"]
+
+[[arms]]
+name = "drop9"
+group = "extra"
+specs = ["dropout=0.9"]
+
+[[claims]]
+id = "dropout-helps"
+text = "Dropout raises test accuracy."
+  [[claims.parts]]
+  metric = "test_acc"
+  a = "dropout"
+  b = "none"
+  direction = "greater"
+"""
+
+
+def test_a_run_the_sweep_already_trained_is_copied_not_trained_again(tmp_path):
+    """With val_size and the sweep at the study's epochs, the sweep's none and chosen-strength runs are the
+    headline's runs of the same seeds: 10 planned, 6 trained (the copies hold no worker.json), each copy the same
+    bytes as its twin; a run whose learning speed nothing reads (the extra arm) tracks nothing and has no
+    epochs_to_target; a rerun reuses all 10."""
+    path = tmp_path / "twins.toml"
+    path.write_text(TWINS)
+    cfg, out = load_config(path), tmp_path / "study"
+    seen = []
+    rows = run_study(cfg, out, workers=2, threads=1, on_progress=seen.append)
+    assert len(rows) == 10 and all(r["status"] == "finished" for r in rows)
+    assert seen[-1].reused == 4 and seen[-1].done == 10
+    folders = {(r["group"], r["arm"], r["seed"]): out / r["run_dir"] for r in rows}
+    trained = [f for f in folders.values() if (f / "worker.json").exists()]
+    assert len(trained) == 6
+    chosen = json.loads((out / "study.json").read_text())["chosen"]["mnist-5k"]["dropout"]
+    for seed in (0, 1):
+        for sweep_arm, arm in (("none", "none"), (f"dropout={chosen}", "dropout")):
+            twin, copy = folders[("sweep", sweep_arm, seed)], folders[("headline", arm, seed)]
+            assert not (copy / "worker.json").exists()
+            for name in ("model.pt", "metrics.jsonl", "summary.json", "config.json"):
+                assert (copy / name).read_bytes() == (twin / name).read_bytes(), (arm, seed, name)
+    speed = {(r["group"], r["arm"]): r["epochs_to_target"] is not None for r in rows}
+    assert speed[("extra", "drop9")] is False and speed[("headline", "none")] is True
+    assert all("track_acc" not in row for row in
+               map(json.loads, (folders[("extra", "drop9", 0)] / "metrics.jsonl").read_text().splitlines()))
+    again = []
+    run_study(cfg, out, workers=2, threads=1, on_progress=again.append)
+    assert again[-1].reused == again[-1].total == 10

@@ -69,6 +69,11 @@ KO: dict[str, str] = {
         "강도는 관심 대상이 아닌 조정값입니다: 각 기법의 강도는 {validation}에서의 검증 정확도로 고르며 "
         "({sweep_epochs} 에포크, 강도마다 시드 {sweep_seeds}개의 평균), 테스트 데이터는 쓰지 않습니다. 고른 값으로 "
         "시드 {seeds}개를 학습합니다.",
+    "{n} of those runs (the arm without a technique and each chosen strength, on the sweep's seeds) are the "
+    "sweep's own runs, with the same data, seed and epochs, trained once: their strength was chosen on validation "
+    "images, their comparison is on the test set.":
+        "그중 {n}개 실행(기법 없음과 고른 강도마다, 조정에 쓴 시드)은 데이터·시드·에포크가 같은 조정 실행 그 자체로, "
+        "한 번만 학습했습니다: 강도는 검증 이미지로 골랐고 비교는 테스트 데이터로 합니다.",
     "Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t interval. "
     "Supported if the interval lies on the claimed side of zero (or above -margin for 'at least as good'), "
     "contradicted if on the other side, negligible (no practical difference) if neither and the interval lies "
@@ -95,8 +100,10 @@ KO: dict[str, str] = {
     "clean training accuracy reaches {target} (epochs + 1 if never), {how}":
         "격차 = 평가 모드 학습 정확도 − 테스트 정확도. 학습 속도 = 평가 모드 학습 정확도가 {target}에 이르는 (소수) "
         "에포크(끝내 못 이르면 에포크 수 + 1), {how}",
-    "measured every epoch on a fixed stratified subset of {n} training images.":
-        "학습 이미지 중 고정된 층화 부분집합 {n}개로 매 에포크 측정.",
+    "measured every epoch on a fixed stratified subset of {n} training images, in the runs whose learning speed "
+    "is read (the headline arms, the sweep, and arms a claim reads it of; the others have none).":
+        "학습 이미지 중 고정된 층화 부분집합 {n}개로 매 에포크 측정하며, 학습 속도를 읽는 실행(헤드라인 기법, 강도 "
+        "조정, 그리고 주장이 학습 속도를 읽는 기법)에서만 잽니다(나머지는 없음).",
     "interpolated between the evaluated epochs.": "평가한 에포크 사이를 보간.",
     " Clean figures every {k} epochs and at the last.": " 평가 모드 지표는 {k} 에포크마다와 마지막 에포크에 계산.",
     "Timing claims (seconds per epoch): {method}.": "시간 관련 주장(에포크당 초): {method}.",

@@ -226,10 +226,11 @@ def arms_reading(claims: Iterable[Claim], metric: str) -> set[tuple[str, str]]:
 
 def tracks(cfg, arm: dict) -> bool:
     """Whether the runs of `arm` measure clean accuracy on `track_size` training images every epoch: the headline
-    arms (their learning curves) and the arms a claim reads ``epochs_to_target`` of. The others skip it: nothing
-    reads their learning speed, and those evaluations cost ~15% of an epoch on 500 images."""
-    return arm["group"] == "headline" or (arm["group"], arm["arm"]) in arms_reading(cfg.design.claims,
-                                                                                   "epochs_to_target")
+    arms (their learning curves), the sweep (its run at the chosen strength is the headline's run of that seed,
+    trained once: `runner.Scheduler.twins`) and the arms a claim reads ``epochs_to_target`` of. The others skip
+    it: nothing reads their learning speed, and those evaluations cost ~15% of an epoch on 500 images."""
+    return arm["group"] in ("headline", "sweep") or (arm["group"], arm["arm"]) in arms_reading(
+        cfg.design.claims, "epochs_to_target")
 
 
 def arm_runs(cfg, data: str, arm: dict, chosen: dict[str, float] | None = None) -> list[Run]:

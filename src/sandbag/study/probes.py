@@ -88,7 +88,8 @@ def _measure(folder: Path, companion: bool = True) -> dict:
         _probe(out, "bn", cfg, lambda: _bn_probe(model, x, cfg.seed))
     if companion and (not specs or find(specs, "bn") is not None):
         companion = {**COMPANION, "batch_size": min(COMPANION["batch_size"], len(x))}
-        out["companion_prob_std_mean"] = analysis.bn_companion_noise(model, x, **companion)["prob_std_mean"]
+        noise = analysis.bn_companion_noise(model, x, **companion, check_eval=False)  # the BN-mode spread only
+        out["companion_prob_std_mean"] = noise["prob_std_mean"]
     out["weights"] = weight_histogram(analysis.weight_values(model))
     return out
 

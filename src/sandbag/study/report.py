@@ -334,6 +334,15 @@ def _batch_rows(cfg, rows, arms, data) -> list[dict]:
     return out
 
 
+def _twins_text(rows, t) -> str:
+    """A sentence on the runs the sweep and the other arms share (the scheduler trains each config once), if any."""
+    swept = {r.get("config_key") for r in rows if r["group"] == "sweep"}
+    shared = sum(1 for r in rows if r["group"] != "sweep" and r.get("config_key") in swept)
+    return (" " + t("{n} of those runs (the arm without a technique and each chosen strength, on the sweep's seeds) "
+                    "are the sweep's own runs, with the same data, seed and epochs, trained once: their strength was "
+                    "chosen on validation images, their comparison is on the test set.", n=shared)) if shared else ""
+
+
 def _sweeps(rows, data, chosen) -> tuple[dict, dict]:
     sweeps: dict[str, list] = {}
     for r in rows:
@@ -355,7 +364,9 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
         head.append(("p", t("**Quick preset: a reduced study (fewer seeds, epochs and samples). Treat its verdicts "
                             "as a smoke test, not as evidence.**")))
     blocks: list[tuple] = [("h2", t("Design and protocol"))]
-    track = (t("measured every epoch on a fixed stratified subset of {n} training images.", n=cfg["track_size"])
+    track = (t("measured every epoch on a fixed stratified subset of {n} training images, in the runs whose "
+               "learning speed is read (the headline arms, the sweep, and arms a claim reads it of; the others have "
+               "none).", n=cfg["track_size"])
              if cfg.get("track_size") else t("interpolated between the evaluated epochs."))
     every = (t(" Clean figures every {k} epochs and at the last.", k=cfg["eval_every"])
              if cfg.get("eval_every", 1) > 1 else "")
@@ -380,7 +391,8 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
             t("Strength is a nuisance parameter: each technique's strength is chosen by validation accuracy on "
               "{validation} ({sweep_epochs} epochs, {sweep_seeds} seed(s) per strength, the mean decides), never on "
               "the test set. The chosen value then runs on {seeds} seeds.", validation=_validation_text(cfg, t),
-              sweep_epochs=cfg["sweep_epochs"], sweep_seeds=cfg.get("sweep_seeds", 1), seeds=cfg["seeds"]),
+              sweep_epochs=cfg["sweep_epochs"], sweep_seeds=cfg.get("sweep_seeds", 1), seeds=cfg["seeds"])
+            + _twins_text(rows, t),
             t("Verdict rule: paired difference over seeds (same seeds for both arms), mean with a 95% Student-t "
               "interval. Supported if the interval lies on the claimed side of zero (or above -margin for 'at least "
               "as good'), contradicted if on the other side, negligible (no practical difference) if neither and "

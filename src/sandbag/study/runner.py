@@ -31,8 +31,8 @@ from ..runs import read_summary, versions
 from . import costs, probes, schema, timing
 from .claims import PROBE
 from .config import StudyConfig
-from .executors import FAILED, Executor, LocalExecutor, make_executor
-from .layout import STUDY, TIMING
+from .executors import FAILED, WORKER, Executor, LocalExecutor, make_executor, write_run_files
+from .layout import PROBES, STUDY, TIMING
 from .plan import (
     MAX_EXTENSIONS,
     Run,
@@ -236,6 +236,9 @@ class Scheduler:
         self.losses: dict[Run, int] = {}  # lost workers per run (see `requeue`)
         self.costs: list[dict[str, float]] = []  # worker-seconds per category of each run done here
         self.companion_arms = companion_arms(cfg.design.claims)
+        self.trained: dict[str, Run] = {}  # config key -> a finished run of it (its twins are copies, `twins`)
+        self.waiting: dict[str, list[Run]] = {}  # config key -> runs waiting for their twin to finish
+        self.failed_keys: set[str] = set()  # configs whose run failed: their twins train themselves
 
     def run(self) -> tuple[list[dict], dict]:
         queue = [run for data in self.cfg.cells for run in independent_runs(self.cfg, data)]
@@ -243,7 +246,8 @@ class Scheduler:
             len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.cells
         )
         queue = self.reuse(queue)
-        self.enqueue(queue, self.release(queue))  # on resume a finished sweep releases its dependent runs at once
+        self.enqueue(queue, self.release(queue))
+        queue = self.twins(queue, queue)  # on resume a finished sweep releases its dependent runs at once
         pool = self.executor
         slots = self.progress.slots = pool.capacity(self.cfg.nproc)
         running: dict[Future, tuple[list[Run], float]] = {}  # each task: its runs (seeds trained together), start
@@ -264,6 +268,7 @@ class Scheduler:
                 if lost:  # the pool stops its other workers too: wait for their tasks, then start afresh
                     lost += self.collect(wait(running)[0], running)
                     self.requeue(queue, lost)
+                queue[:0] = self.released_twins()
                 self.report(len(running))  # each finished run shown now, not after the next submissions
                 self.write()
                 self.enqueue(queue, self.release(queue, [run for runs, _ in running.values() for run in runs]))
@@ -356,6 +361,7 @@ class Scheduler:
             summary = read_summary(run.folder(self.study_dir))
             if summary and summary.get("config_key") == run.config.key():
                 self.rows[run] = result_row(run, self.study_dir, summary, self.learn_target(run))
+                self.trained.setdefault(run.config.key(), run)
                 self.progress.done += 1
                 self.progress.reused += 1
             else:
@@ -375,12 +381,55 @@ class Scheduler:
             reason = (files.read_json(folder / FAILED) or {}).get("reason") or "it wrote no summary.json"
             self.rows[run] = failed_row(run, self.study_dir, reason)
             self.progress.failed += 1
+            self.failed_keys.add(run.config.key())
         else:
             self.rows[run] = result_row(run, self.study_dir, summary, self.learn_target(run))
             self.progress.done += 1
+            self.trained.setdefault(run.config.key(), run)  # finished or diverged: a twin would end alike
         status, test_acc = (summary.get("status", "?"), summary.get("test_acc")) if summary else ("failed", None)
         self.progress.finished.append(RunDone(run.data, run.group, run.arm, run.seed, status, test_acc, seconds,
                                               self.progress.done + self.progress.failed))
+
+    def twins(self, runs: list[Run], pending: list[Run]) -> list[Run]:
+        """Of `runs`, those to train. A run whose config another run of the study has (the sweep's run at the
+        chosen strength is the headline's run of the same seed: same data, seed and epochs) is trained once: a twin
+        of a finished run is copied now (`copy_twin`), a twin of one in `pending` ahead of it waits for it."""
+        todo, first = [], {}
+        for run in pending:
+            first.setdefault(run.config.key(), run)
+        for run in runs:
+            key = run.config.key()
+            if key in self.trained:
+                self.copy_twin(run, self.trained[key])
+            elif first.get(key, run) is not run:
+                self.waiting.setdefault(key, []).append(run)
+            else:
+                todo.append(run)
+        return todo
+
+    def copy_twin(self, run: Run, source: Run) -> None:
+        """`run`'s folder as a copy of its finished twin's, summary last (probes.json too when both probe alike;
+        otherwise the probe step runs here at the end, `probe_missing`); recorded as a reused run."""
+        src = source.folder(self.study_dir)
+        skip = {WORKER, FAILED} | (set() if self.needs_companion(run) == self.needs_companion(source) else {PROBES})
+        found = {p.name: p.read_bytes() for p in src.iterdir() if p.is_file() and p.name not in skip}
+        write_run_files(run.folder(self.study_dir), found)
+        self.rows[run] = result_row(run, self.study_dir, read_summary(run.folder(self.study_dir)),
+                                    self.learn_target(run))
+        self.progress.done += 1
+        self.progress.reused += 1
+
+    def released_twins(self) -> list[Run]:
+        """Runs that waited for a twin now finished (copied here) or failed (queued to train themselves)."""
+        again = []
+        for key in list(self.waiting):
+            source = self.trained.get(key)
+            if source is not None:
+                for run in self.waiting.pop(key):
+                    self.copy_twin(run, source)
+            elif key in self.failed_keys:
+                again += self.waiting.pop(key)
+        return again
 
     def probe_missing(self) -> None:
         """The probe step for finished runs whose folder has no probes.json (reused from an older study folder,
@@ -395,7 +444,7 @@ class Scheduler:
         """For each data set whose sweep just completed: first the runs of a strength beyond the edge of each grid
         whose best sits there (`plan.beyond_edge`, up to `plan.MAX_EXTENSIONS` a side); once no grid needs one,
         choose the strengths and return the (not yet done) dependent runs."""
-        busy = {(r.data, r.group) for r in [*queue, *running]}
+        busy = {(r.data, r.group) for r in [*queue, *running, *(r for w in self.waiting.values() for r in w)]}
         released = []
         for data in self.cfg.cells:
             if data in self.chosen or (data, "sweep") in busy:
@@ -409,7 +458,7 @@ class Scheduler:
             if fell_back:
                 self.fallbacks[data] = fell_back
             released += self.reuse(dependent_runs(self.cfg, data, self.chosen[data]))
-        return released  # queued after the independent runs still waiting
+        return self.twins(released, [*queue, *running, *released])  # queued after the independent runs waiting
 
     @staticmethod
     def enqueue(queue: list[Run], released: list[Run]) -> None:
