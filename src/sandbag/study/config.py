@@ -75,6 +75,7 @@ class StudyConfig:
     smallest_effect: dict[str, float] = field(default_factory=lambda: {
         "test_acc": 0.003, "train_acc": 0.003, "gap": 0.003})
     timing_repeats: int = 5  # repetitions of the timing phase (seconds per epoch, measured alone); 0: none
+    timing_seconds: float = 1.0  # each timed arm's epochs in one repetition last at least this long (and 2 epochs)
     quick: bool = False  # marks a reduced study in the report
     nproc: int = 1  # data-parallel processes per run; > 1 also runs bn-sync (BN over the global batch) next to bn
     # "per-seed": seed s trains (and validates and tests) on its own stratified sample, shared by every arm of seed
@@ -98,6 +99,7 @@ class StudyConfig:
             (self.test in ("default", "rest"), f"test must be default or rest, got {self.test!r}"),
             (self.eval_every >= 1 and (self.track_size or 1) >= 1, "eval_every and track_size must be >= 1"),
             (self.timing_repeats >= 0, f"timing_repeats must be >= 0, got {self.timing_repeats}"),
+            (self.timing_seconds > 0, f"timing_seconds must be > 0, got {self.timing_seconds}"),
             (self.sweep_seeds >= 1, f"sweep_seeds must be >= 1, got {self.sweep_seeds}"),
             (self.batch_seeds is None or 2 <= self.batch_seeds <= self.extra_seeds,
              f"batch_seeds must be in [2, extra_seeds], got {self.batch_seeds}"),

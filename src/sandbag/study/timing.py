@@ -29,7 +29,6 @@ from .i18n import TIMING_METHOD
 from .layout import TIMING
 
 WARMUP_STEPS = 5
-MIN_SECONDS = 1.0  # each arm's measurement lasts at least this long (and at least two epochs)
 CPU, WALL = "thread CPU", "wall"  # the clocks
 
 
@@ -56,12 +55,13 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
                 shift = rep % len(targets) if targets else 0
                 order = targets[shift:] + targets[:shift]
                 seed = cfg.first_seed + rep
-                measured, clock = alternated([replace(configs[(data, *arm)], seed=seed) for arm in order], dataset)
+                measured, clock = alternated([replace(configs[(data, *arm)], seed=seed) for arm in order], dataset,
+                                             cfg.timing_seconds)
                 rows += [{"data": data, "group": g, "arm": a, "seed": seed, **m}
                          for (g, a), m in zip(order, measured, strict=True)]
     finally:
         torch.set_num_threads(previous)
-    fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": MIN_SECONDS}
+    fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": cfg.timing_seconds}
     result = {"version": 2, "clock": clock, "method": TIMING_METHOD.format(**fields), "method_fields": fields,
               "repeats": cfg.timing_repeats, "rows": rows}  # the report words the method per language
     files.write_json(Path(study_dir) / TIMING, result)
@@ -73,24 +73,27 @@ def is_current(timing: dict | None, cfg) -> bool:
     measures it (then a resumed study keeps it; `sandbag study --retime` measures again)."""
     if not timing or timing.get("version") != 2 or timing.get("repeats") != cfg.timing_repeats:
         return False
+    if (timing.get("method_fields") or {}).get("min_seconds") != cfg.timing_seconds:
+        return False
     have = {(r["data"], r["group"], r["arm"]) for r in timing["rows"]}
     return all((d, *arm) in have for d in cfg.cells for arm in timed_arms(cfg.design.claims))
 
 
-def alternated(configs: list[RunConfig], dataset) -> tuple[list[dict], str]:
+def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0) -> tuple[list[dict], str]:
     """Seconds per training epoch of each config on `dataset` (each set up as `fit` sets it up, after warm-up
     steps), the configs alternated epoch by epoch in this process until each has at least two epochs and
-    `MIN_SECONDS` of them, so a change in the machine's speed falls on all alike. Each gets the median over its
-    epochs of the thread's CPU seconds (``seconds_per_epoch``: what a process on another core hardly moves) and of
-    wall seconds (``wall_seconds_per_epoch``); on a GPU, whose work the thread's clock does not see, both are wall
-    seconds. Returns the measurements in order and the clock of seconds_per_epoch (`CPU` or `WALL`)."""
+    `min_seconds` of them (the study's ``timing_seconds``), so a change in the machine's speed falls on all alike.
+    Each gets the median over its epochs of the thread's CPU seconds (``seconds_per_epoch``: what a process on
+    another core hardly moves) and of wall seconds (``wall_seconds_per_epoch``); on a GPU, whose work the thread's
+    clock does not see, both are wall seconds. Returns the measurements in order and the clock of
+    seconds_per_epoch (`CPU` or `WALL`)."""
     states = [(_warm(replace(c, threads=None), dataset), c) for c in configs]
     cuda = any(s.device.type == "cuda" for s, _ in states)
     cpu: list[list[float]] = [[] for _ in configs]
     wall: list[list[float]] = [[] for _ in configs]
 
     def enough(c: list[float], w: list[float]) -> bool:
-        return len(w) >= 2 and sum(w if cuda else c) >= MIN_SECONDS
+        return len(w) >= 2 and sum(w if cuda else c) >= min_seconds
 
     while not all(enough(c, w) for c, w in zip(cpu, wall, strict=True)):
         for (s, cfg), c, w in zip(states, cpu, wall, strict=True):
