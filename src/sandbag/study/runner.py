@@ -246,8 +246,8 @@ class Scheduler:
             len(dependent_runs(self.cfg, d, {t: 0.0 for t in tunable()})) for d in self.cfg.cells
         )
         queue = self.reuse(queue)
-        self.enqueue(queue, self.release(queue))
-        queue = self.twins(queue, queue)  # on resume a finished sweep releases its dependent runs at once
+        self.enqueue(queue, self.release(queue))  # on resume a finished sweep releases its dependent runs at once
+        queue = self.twins(queue, queue)  # a run of the same config as one ahead of it waits for that one
         pool = self.executor
         slots = self.progress.slots = pool.capacity(self.cfg.nproc)
         running: dict[Future, tuple[list[Run], float]] = {}  # each task: its runs (seeds trained together), start
