@@ -24,6 +24,7 @@ or with ``torchrun --nproc-per-node N -m sandbag train ...`` (any torchrun set-u
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -219,6 +220,9 @@ def process_group(device: str = "auto", timeout: float | None = None) -> Iterato
     ctx = DistContext(rank, world, local_rank, rank_device(device, local_rank))
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
+    # A rank that dies of a signal (SIGABRT from C++, SIGSEGV) prints every thread's Python stack to stderr: the
+    # teardown abort CI saw twice (below) left only "terminate called without an active exception" behind.
+    faulthandler.enable(all_threads=True)
     dist.init_process_group(ctx.backend, timeout=timedelta(seconds=timeout or timeout_seconds()))
     yield ctx  # on an exception the group is left as is: the process is about to exit and torchrun cleans up
     # Leave together: a rank that tears gloo down while its peer is still writing the run folder (rank 0) was seen
