@@ -3,6 +3,7 @@ parts, units, the strengths a verdict rests on)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
@@ -88,6 +89,25 @@ def test_the_report_opens_with_its_findings_and_shows_each_figure_once(reference
     assert links and links <= anchors  # every "Figure:" link lands on a figure
     html = (reference_report / "report.html").read_text()
     assert html.count("<figure") == len(images) and 'href="#fig-' in html
+
+
+
+def test_each_findings_numbers_open_a_sentence_of_their_own(reference_report):
+    """After the claim's sentence, its numbers start with a capital ("Test accuracy, l2 minus l2-bias: ...") or
+    with an arm's name as written ("bn raised ..."), never a lower-case word mid-line after a full stop."""
+    findings = (reference_report / "report.md").read_text().split("## Claims")[0]
+    verdicts = json.loads((reference_report / "verdicts.json").read_text())
+    arms = {p.get("a") for v in verdicts for r in v["data"].values() for p in r["parts"]} - {None}
+    lines = [line for line in findings.splitlines() if line.startswith("- **")]
+    claims_with_numbers = 0
+    for line, v in zip(lines, verdicts, strict=True):
+        claim_text = v["text"]
+        rest = line.split(claim_text, 1)[1].strip() if claim_text in line else ""
+        if not rest:
+            continue
+        claims_with_numbers += 1
+        assert rest[0].isupper() or any(rest.startswith(f"{arm} ") for arm in arms), line
+    assert claims_with_numbers >= 10
 
 
 def test_differences_carry_their_units(reference_report):

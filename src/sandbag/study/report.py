@@ -556,7 +556,7 @@ def _findings(cfg, verdicts, figure_paths, key, t, regime_map=None) -> list[tupl
         for v in verdicts:
             result = v["data"][data]
             shown = _shown_parts(result)
-            numbers = "; ".join(part_sentence(p, t) for p in shown)
+            numbers = _sentence_start("; ".join(part_sentence(p, t) for p in shown), shown)
             more = len(result["parts"]) - len(shown)
             tail = t(" (+{n} more parts)", n=more) if more > 0 and shown else ""
             items.append(f"**{v['number']}. {_claim_cell(result, t)}**: {_claim_text(v, t)}"
@@ -565,6 +565,14 @@ def _findings(cfg, verdicts, figure_paths, key, t, regime_map=None) -> list[tupl
         if key in figure_paths[data]:
             out.append(_figure(key, data, figure_paths[data], t))
     return out
+
+
+def _sentence_start(numbers: str, shown: list[dict]) -> str:
+    """The numbers follow the claim's sentence as one of their own: a capital unless they open with an arm's name
+    ("bn raised ...": a name keeps its spelling)."""
+    if not numbers or not numbers[0].islower() or numbers.startswith(str(shown[0].get("a") or "\0")):
+        return numbers
+    return numbers[0].upper() + numbers[1:]
 
 
 def _depends_on(meta: dict, v: dict, data: str, t) -> list[tuple]:
