@@ -259,6 +259,7 @@ def test_korean_figures_name_the_techniques_in_korean(monkeypatch, tmp_path):
         F.weight_histograms(tmp_path / "w.png", {a: rng.normal(0, 0.05, 500) for a in ("none", "l2", "l1")},
                             lang=lang)
         F.validation_curves(tmp_path / "v.png", sweeps, {"l2": 1e-3}, lang=lang)
+        F.regime_map(tmp_path / "r.png", *_regime_rows(rng, arms[1:6], (100, 400)), lang=lang)
         texts[lang] = [text for fig in drawn for text in _texts(fig)]
     ko, en = texts["ko"], texts["en"]
     for arm in arms:
@@ -268,6 +269,20 @@ def test_korean_figures_name_the_techniques_in_korean(monkeypatch, tmp_path):
     assert "드롭아웃 (시드 n=2)" in ko  # a learning-curve panel
     assert any(text.startswith("L1 정규화 (n=500)") for text in ko)  # a weight-histogram legend
     assert {"L2 정규화", "L2 정규화 강도", "드롭아웃 강도"} <= set(ko) and {"l2", "l2 strength"} <= set(en)
+    legends = {t for fig in drawn for ax in fig.axes if ax.get_legend() for t in _texts(ax.get_legend())}
+    assert {TECHNIQUES_KO[a] for a in arms[:6]} <= legends  # the regime map's legends (the last figure drawn)
+    assert not set(arms[:6]) & legends
+
+
+def _regime_rows(rng, techniques, sizes) -> tuple[list[dict], list[dict]]:
+    """Rows as `regime.regime_rows` and `regime.accuracy_rows` give them, with random numbers."""
+    effects = [{"technique": tech, "train_size": n, "metric": metric, "mean": m, "ci_low": m - 0.01,
+                "ci_high": m + 0.01, "n": 3, "smallest_effect": 0.005}
+               for tech in techniques for n in sizes for metric in ("test_acc", "gap")
+               for m in [float(rng.normal(0, 0.02))]]
+    accuracy = [{"arm": arm, "train_size": n, "mean": a, "ci_low": a - 0.01, "ci_high": a + 0.01, "n": 3}
+                for arm in ["none", *techniques] for n in sizes for a in [float(rng.uniform(0.7, 0.95))]]
+    return effects, accuracy
 
 
 def test_technique_labels_cover_the_registry_and_leave_unknown_names_alone():

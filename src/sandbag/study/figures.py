@@ -614,7 +614,7 @@ def regime_map(path, effects: Sequence[Mapping], accuracy: Sequence[Mapping],
             x = np.array([r["train_size"] for r in mine], dtype=float)
             mean, low, high = (100 * _floats([r[k] for r in mine]) for k in ("mean", "ci_low", "ci_high"))
             color = color_for(tech, colors)
-            ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=tech)
+            ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=technique_label(tech, lang))
             ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
         ax.set_xscale("log")
         ax.set_xlabel(t("training images (log scale)"))
@@ -629,7 +629,7 @@ def regime_map(path, effects: Sequence[Mapping], accuracy: Sequence[Mapping],
         x = np.array([r["train_size"] for r in mine], dtype=float)
         mean, low, high = (_floats([r[k] for r in mine]) for k in ("mean", "ci_low", "ci_high"))
         color = color_for(arm, colors)
-        ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=arm)
+        ax.plot(x, mean, "o-", color=color, lw=1.8, ms=5, label=technique_label(arm, lang))
         ax.fill_between(x, low, high, color=color, alpha=0.12, lw=0)
     low, high = ax.get_ylim()
     ax.set_ylim(max(low, 0.0), min(high, 1.0))  # accuracy lives in [0, 1]: a wide band of two seeds stays inside
