@@ -91,7 +91,6 @@ def test_the_report_opens_with_its_findings_and_shows_each_figure_once(reference
     assert html.count("<figure") == len(images) and 'href="#fig-' in html
 
 
-
 def test_each_findings_numbers_open_a_sentence_of_their_own(reference_report):
     """After the claim's sentence, its numbers start with a capital ("Test accuracy, l2 minus l2-bias: ...") or
     with an arm's name as written ("bn raised ..."), never a lower-case word mid-line after a full stop."""

@@ -570,7 +570,8 @@ def _findings(cfg, verdicts, figure_paths, key, t, regime_map=None) -> list[tupl
 def _sentence_start(numbers: str, shown: list[dict]) -> str:
     """The numbers follow the claim's sentence as one of their own: a capital unless they open with an arm's name
     ("bn raised ...": a name keeps its spelling)."""
-    if not numbers or not numbers[0].islower() or numbers.startswith(str(shown[0].get("a") or "\0")):
+    arm = shown[0].get("a") if shown else None
+    if not numbers[:1].islower() or (arm and numbers.startswith(arm)):
         return numbers
     return numbers[0].upper() + numbers[1:]
 
