@@ -240,3 +240,36 @@ def test_one_mean_std_convention(fresh_seed):
     assert mean == pytest.approx(values.mean()) and sd == pytest.approx(values.std(ddof=1))
     assert standard_error(list(values)) == pytest.approx(values.std(ddof=1) / math.sqrt(7))
     assert math.isnan(mean_std([1.0])[1]) and math.isnan(standard_error([1.0]))
+
+
+def test_a_timed_part_compares_its_arms_round_by_round(fresh_seed):
+    """The timing phase keeps every round's epochs; a timed part takes, per repetition, the median over rounds of
+    A's epoch against B's epoch of the same round, so a drift of the machine's speed shared by a round cancels.
+    Oracle: A's epoch is B's times a fixed factor in every round, under a random drift much larger than the
+    factor: each repetition reads exactly factor - 1 (and the difference part the median of A - B)."""
+    from sandbag.study.claims import Part, diffs, results_table
+
+    rng = np.random.default_rng(fresh_seed)
+    factor = 1 + float(rng.uniform(0.005, 0.03))
+    rows, expected_diff = [], {}
+    for seed in range(int(rng.integers(3, 8))):
+        rounds = int(rng.integers(2, 15))
+        drift = rng.uniform(0.8, 1.25, size=rounds)  # the machine's speed, round by round
+        b = list(0.12 * drift * rng.uniform(0.99, 1.01, size=rounds))
+        a = [x * factor for x in b]
+        expected_diff[seed] = float(np.median(np.subtract(a, b)))
+        for arm, epochs in (("dropout", a), ("none", b)):
+            rows.append({"data": "d", "group": "headline", "arm": arm, "seed": seed, "status": "finished",
+                         "seconds_per_epoch": float(np.median(epochs)), "epoch_seconds": epochs})
+    table = results_table(rows)
+    ratio = Part(kind="paired", label="", metric="timing.seconds_per_epoch", a=("headline", "dropout"),
+                 b=("headline", "none"), direction="noninferior", margin=0.03, ratio=True)
+    assert diffs(ratio, table, "d") == pytest.approx({s: factor - 1 for s in expected_diff}, abs=1e-12)
+    difference = Part(kind="paired", label="", metric="timing.seconds_per_epoch", a=("headline", "dropout"),
+                      b=("headline", "none"), direction="greater")
+    assert diffs(difference, table, "d") == pytest.approx(expected_diff, abs=1e-15)
+    # a timing.json from before the rounds were kept: the arms' own medians, as then
+    old = results_table([{k: v for k, v in r.items() if k != "epoch_seconds"} for r in rows])
+    medians = {(r["arm"], r["seed"]): r["seconds_per_epoch"] for r in rows}
+    assert diffs(ratio, old, "d") == pytest.approx(
+        {s: medians[("dropout", s)] / medians[("none", s)] - 1 for s in expected_diff}, abs=1e-12)

@@ -101,9 +101,12 @@ def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny
     assert main(["study", "--config", str(TINY), "--out", str(original), "--retime", "--quiet"]) == 0
     assert sorted(p.name for p in (original / "runs" / "mnist-5k").iterdir()) == before
     timing = json.loads((original / "timing.json").read_text())
-    assert timing["version"] == 2 and timing["clock"] == "thread CPU"
+    assert timing["version"] == 3 and timing["clock"] == "thread CPU"
     assert all(r["seconds_per_epoch"] > 0 and r["wall_seconds_per_epoch"] > 0 and r["epochs"] >= 2
                for r in timing["rows"])
+    for seed in {r["seed"] for r in timing["rows"]}:  # every arm one epoch per round, each round kept
+        rows = [r for r in timing["rows"] if r["seed"] == seed]
+        assert len({r["epochs"] for r in rows}) == 1 and all(len(r["epoch_seconds"]) == r["epochs"] for r in rows)
     replicate = tmp_path / "tiny-r1"
     assert main(["study", "--config", str(TINY), "--replicate", "1", "--out", str(replicate), "--quiet"]) == 0
     folders = (replicate / "runs" / "mnist-5k").iterdir()

@@ -127,3 +127,25 @@ def test_a_verdict_names_the_strengths_it_rests_on(tiny_study):
     assert line.endswith(": dropout 0.4.")  # the one strength the claim's arms depend on (a one-value grid)
     penalty = text[text.index("### 4. "):]
     assert "This verdict speaks of" not in penalty[:penalty.index("\n### ")]  # no swept arm there
+
+
+def test_a_metric_within_its_smallest_effect_of_the_bound_in_both_arms_is_not_testable(fresh_seed):
+    """With a smallest effect of interest, a part is not testable when each arm's mean lies within it of the
+    bound (one run of ten off the ceiling no longer makes it testable), and testable again once an arm's mean
+    leaves that room, where a difference of that size could show."""
+    rng = random.Random(fresh_seed)
+    n, room = rng.randint(5, 10), rng.uniform(0.003, 0.01)
+    fit = Part(kind="paired", label="train acc lower", metric="train_acc", a=L2, b=NONE, direction="less",
+               smallest_effect=room)
+    none = [1.0] * n
+    none[rng.randrange(n)] = 1.0 - rng.uniform(0.5, 0.9) * room * n  # one unfitted run, the mean still within
+    rows = _rows({NONE: none, L2: [1.0] * n}, "train_acc")
+    [result] = claims.evaluate_claims(["d"], rows, [Claim(1, "c", "claim", (fit,))])
+    part = result["data"]["d"]["parts"][0]
+    assert part["verdict"] == stats.NOT_TESTABLE and part["bound"] == 1.0 and not part["every_run"], fresh_seed
+    assert not result["data"]["d"]["decided"]
+    for row in rows:  # l2 now leaves the room: its mean more than the smallest effect below 1.0
+        if row["arm"] == "l2":
+            row["train_acc"] = 1.0 - rng.uniform(1.5, 3.0) * room
+    [again] = claims.evaluate_claims(["d"], rows, [Claim(1, "c", "claim", (fit,))])
+    assert again["data"]["d"]["parts"][0]["verdict"] != stats.NOT_TESTABLE

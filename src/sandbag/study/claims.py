@@ -4,7 +4,8 @@ A claim is a sentence (English, with its Korean beside it) and its parts. Each p
 runs and is one of four kinds:
 
 - ``paired``: metric(arm A) - metric(arm B) per seed (or A/B - 1 with ``ratio``), or metric(A) alone when there
-  is no B (a probed quantity claimed > 0); decided by the paired rule of `sandbag.study.stats`;
+  is no B (a probed quantity claimed > 0); decided by the paired rule of `sandbag.study.stats`. A timed pair is
+  compared round by round of the timing phase (`paired_rounds`);
 - ``diff_of_diffs``: (A1 - B1) - (A2 - B2) per seed: an effect at one setting against the same effect at another;
 - ``check``: a deterministic check, the worst value of a probed field over an arm's runs against a tolerance;
 - ``builtin``: a named check that needs no run (claim 4's closed-form penalty problem, `BUILTINS`).
@@ -14,18 +15,19 @@ or a quantity of the timing phase (``timing.seconds_per_epoch``). Claims are wri
 lecture.toml, a user's in their study file) and turned into these values once, by `sandbag.study.schema`.
 
 A claim is **decided** when every part is supported, contradicted or negligible (or a check passed or failed);
-its verdict is the parts' common verdict, or mixed. A part whose metric sits at its bound in every run of both arms
-(`at_bound`: clean training accuracy 1.0 everywhere) is *not testable*: it does not count either way, and a claim
-of such parts only is not decided. Holm's adjustment runs per data set over every paired part of
-the study's confirmatory claims, with the parts that read machine timings as a family of their own (so the other
-verdicts do not vary with the machine), and the exploratory claims (added or changed after the study first ran)
-as families of their own again.
+its verdict is the parts' common verdict, or mixed. A part whose metric sits at its bound in both arms (`at_bound`:
+clean training accuracy 1.0 everywhere, or within the smallest effect of interest of it) is *not testable*: it does
+not count either way, and a claim of such parts only is not decided. Holm's adjustment runs per data set over
+every paired part of the study's confirmatory claims, with the parts that read machine timings as a family of
+their own (so the other verdicts do not vary with the machine), and the exploratory claims (added or changed after
+the study first ran) as families of their own again.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from statistics import median
 
 from .layout import CELL, split_cell
 from .penalty import penalty_check
@@ -148,9 +150,36 @@ def per_seed(table: dict, data: str, arm: Arm | None, part: Part) -> dict[int, f
     return out
 
 
+# A timing row's column -> its epochs in round order (timing.json version 3), which timed parts compare round by round
+ROUNDS = {"seconds_per_epoch": "epoch_seconds", "wall_seconds_per_epoch": "wall_epoch_seconds"}
+
+
 def _paired(table: dict, data: str, a: Arm, b: Arm, part: Part) -> dict[int, float]:
+    if part.timed and part.column in ROUNDS:
+        rounds = paired_rounds(table, data, a, b, part)
+        if rounds:
+            return rounds
     x, y = per_seed(table, data, a, part), per_seed(table, data, b, part)
-    return {s: (x[s] / y[s] - 1) if part.ratio else (x[s] - y[s]) for s in sorted(set(x) & set(y))}
+    return {s: _compare(x[s], y[s], part.ratio) for s in sorted(set(x) & set(y))}
+
+
+def _compare(x: float, y: float, ratio: bool) -> float:
+    return x / y - 1 if ratio else x - y
+
+
+def paired_rounds(table: dict, data: str, a: Arm, b: Arm, part: Part) -> dict[int, float]:
+    """Per repetition (seed), the median over the timing phase's rounds of A's epoch against B's epoch of the same
+    round (A/B - 1 with ``ratio``, else A - B): the machine's drift from one round to the next falls on both and
+    cancels (`sandbag.study.timing`). Empty where the rows lack their rounds (a timing.json before version 3)."""
+    key = ROUNDS[part.column]
+    x, y = table.get((data, *a), {}), table.get((data, *b), {})
+    out = {}
+    for seed in sorted(set(x) & set(y)):
+        one, two = x[seed].get(key), y[seed].get(key)
+        if not one or not two or len(one) != len(two):
+            return {}
+        out[seed] = median([_compare(p, q, part.ratio) for p, q in zip(one, two, strict=True)])
+    return out
 
 
 def diffs(part: Part, table: dict, data: str) -> dict[int, float]:
@@ -194,13 +223,21 @@ BOUNDS = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0)
 
 
 def at_bound(part: Part, table: dict, data: str) -> float | None:
-    """The bound (of `BOUNDS`) at which every run of every arm the part reads sits, or None: then the difference
-    is 0 by saturation, not by measurement (e.g. two arms at clean training accuracy 1.0 on every seed)."""
+    """The bound (of `BOUNDS`) that leaves the part no room to measure, or None. Every arm the part reads sits at
+    it in every run; or, where the part has a smallest effect of interest, each arm's mean lies within that effect
+    of the bound. Then the arms' difference cannot reach the smallest effect in either direction, and what it reads
+    is the ceiling, not the technique (e.g. clean training accuracy 1.0 on 9 seeds of 10 and 0.994 on one: 3 of
+    500 images not fitted). The tolerance was set on 2026-12-07 after such a run had flipped claim 1's parts
+    between two replicates (*not testable* in one, *negligible* in the other)."""
     if part.probed or part.timed or part.column not in BOUNDS or part.kind not in ("paired", "diff_of_diffs"):
         return None
-    values = [v for arm in part.arms() for v in per_seed(table, data, arm, part).values()]
+    means = [list(per_seed(table, data, arm, part).values()) for arm in part.arms()]
+    if not all(means):
+        return None
+    means = [sum(v) / len(v) for v in means]
+    room = part.smallest_effect or 0.0
     for bound in BOUNDS[part.column]:
-        if values and all(v == bound for v in values):
+        if all(abs(m - bound) <= room for m in means):
             return bound
     return None
 
@@ -217,6 +254,7 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
                 "direction": part.direction, "margin": part.margin,
                 "smallest_effect": part.smallest_effect, "timed": part.timed, "n": n, "mean": math.nan,
                 "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, "bound": bound,
+                "every_run": all(v == bound for arm in part.arms() for v in per_seed(table, data, arm, part).values()),
                 "diffs": per}
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
     sides = {"a": part.a[1], "b": part.b[1]} if part.kind == "paired" and part.b is not None else {}

@@ -22,11 +22,18 @@ TIMING_METHOD_V1 = ("seconds per epoch per arm and repetition, timed alone after
                  "study running): the median of at least two epochs filling {min_seconds:g} s, after {warmup} warm-up "
                  "steps, {threads} thread(s) as the runs had; arms interleaved with their order rotated each "
                  "repetition; repetition r pairs with seed r")
+TIMING_METHOD_V2 = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed "
+                    "alone after all runs finished: the arms alternated epoch by epoch in one process, their order "
+                    "rotated each repetition, until each had at least two epochs filling {min_seconds:g} s; the "
+                    "median per arm, after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds "
+                    "on a GPU); repetition r pairs with seed r")
 TIMING_METHOD = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed alone "
-                 "after all runs finished: the arms alternated epoch by epoch in one process, their order rotated "
-                 "each repetition, until each had at least two epochs filling {min_seconds:g} s; the median per arm, "
-                 "after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds on a GPU); "
-                 "repetition r pairs with seed r")
+                 "after all runs finished: the arms alternated epoch by epoch in one process (a round: one epoch of "
+                 "each), their order rotated each repetition, until each had at least two epochs filling "
+                 "{min_seconds:g} s, after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds "
+                 "on a GPU). A timing comparison takes, per repetition, the median over rounds of one arm's epoch "
+                 "against the other's in the same round, so the machine's drift between rounds cancels; the tables "
+                 "show each arm's median; repetition r pairs with seed r")
 
 KO: dict[str, str] = {
     # --- verdict words
@@ -36,10 +43,12 @@ KO: dict[str, str] = {
     "inconclusive": "판단 보류",
     "NOT TESTABLE": "검정 불가",
     "every run at {bound}": "모든 학습이 {bound}",
-    "{data}: not testable, so neither decided nor counted ({n} parts; the metric sits at its bound in every run of "
-    "both arms, so the difference is 0 by saturation, not by measurement): {labels}.":
-        "{data}: 검정 불가라서 결론에도 집계에도 넣지 않은 부분 {n}개 (두 조건의 모든 학습에서 지표가 한계값에 "
-        "있어 차이 0은 측정이 아니라 포화의 결과입니다): {labels}.",
+    "both arms' means within {room} of {bound}": "두 조건의 평균이 모두 {bound}에서 {room} 이내",
+    "{data}: not testable, so neither decided nor counted ({n} parts; the metric sits at its bound in both arms, or "
+    "each arm's mean within the smallest effect of interest of it, so no difference that matters can show): "
+    "{labels}.":
+        "{data}: 검정 불가라서 결론에도 집계에도 넣지 않은 부분 {n}개 (두 조건 모두 지표가 한계값에 있거나 "
+        "조건별 평균이 한계값에서 최소 관심 효과 이내라서, 의미 있는 차이가 나타날 여지가 없습니다): {labels}.",
     "mixed": "엇갈림",
     "{mark} (decided)": "{mark} (결론남)",
     # --- report: header and protocol
@@ -108,6 +117,13 @@ KO: dict[str, str] = {
     " Clean figures every {k} epochs and at the last.": " 평가 모드 지표는 {k} 에포크마다와 마지막 에포크에 계산.",
     "Timing claims (seconds per epoch): {method}.": "시간 관련 주장(에포크당 초): {method}.",
     TIMING_METHOD:
+        "조건과 반복마다 에포크당 스레드 CPU 초(벽시계 초도 함께 기록)를, 모든 학습이 끝난 뒤 따로 잰 값: 한 프로세스 "
+        "안에서 조건을 에포크마다 번갈아 돌리고(한 라운드: 조건마다 한 에포크) 반복마다 순서를 바꾸며, 조건마다 "
+        "{min_seconds:g}초를 채우는 두 에포크 이상이 될 때까지, 워밍업 {warmup}단계 뒤, 학습 때와 같은 스레드 "
+        "{threads}개로 잼(GPU에서는 벽시계 초). 시간 비교는 반복마다 같은 라운드 안에서 한 조건의 에포크를 다른 "
+        "조건의 에포크와 견준 값의 라운드별 중앙값을 쓰므로, 라운드 사이 기계 속도의 변동은 상쇄됨; 표에는 조건별 "
+        "중앙값을 보임; 반복 r은 시드 r과 짝지음",
+    TIMING_METHOD_V2:
         "조건과 반복마다 에포크당 스레드 CPU 초(벽시계 초도 함께 기록)를, 모든 학습이 끝난 뒤 따로 잰 값: 한 프로세스 "
         "안에서 조건을 에포크마다 번갈아 돌리고 반복마다 순서를 바꾸며, 조건마다 {min_seconds:g}초를 채우는 두 에포크 "
         "이상이 될 때까지 잰 뒤의 중앙값, 워밍업 {warmup}단계 뒤, 학습 때와 같은 스레드 {threads}개"

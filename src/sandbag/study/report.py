@@ -23,7 +23,7 @@ from .. import files
 from ..errors import ConfigError
 from . import claims, figures, layout, regime, schema, stats
 from .claims import Claim
-from .i18n import TIMING_METHOD, TIMING_METHOD_V1, translator
+from .i18n import TIMING_METHOD, TIMING_METHOD_V1, TIMING_METHOD_V2, translator
 from .layout import PROBES, TIMING, slug
 from .results import read_metrics, read_results
 
@@ -743,7 +743,7 @@ def _preregistration(meta: dict, verdicts: list[dict], t) -> list[tuple]:
 def _timing_method(timing: dict, t) -> str:
     """How the timing phase measured, in the report's language (an older timing.json has only the English)."""
     fields = timing.get("method_fields")
-    template = TIMING_METHOD if timing.get("version") == 2 else TIMING_METHOD_V1
+    template = {3: TIMING_METHOD, 2: TIMING_METHOD_V2}.get(timing.get("version"), TIMING_METHOD_V1)
     return t(template, **fields) if fields else timing["method"]
 
 
@@ -944,8 +944,9 @@ def _part_row(p: dict, t) -> list[str]:
                 ""]
     smallest = _g(p.get("smallest_effect")) if p.get("smallest_effect") else "—"
     if p["verdict"] == stats.NOT_TESTABLE:
-        return [p["label"], str(p["n"]), t("every run at {bound}", bound=_g(p["bound"])), "", smallest, mark, "—",
-                "—", "—"]
+        where = (t("every run at {bound}", bound=_g(p["bound"])) if p.get("every_run", True) else
+                 t("both arms' means within {room} of {bound}", room=smallest, bound=_g(p["bound"])))
+        return [p["label"], str(p["n"]), where, "", smallest, mark, "—", "—", "—"]
     ci = f"[{_amount(p, p['ci_low'], t)}, {_amount(p, p['ci_high'], t)}]"
     if p.get("smallest_effect"):
         smallest = _amount(p, p["smallest_effect"], t, sign=False)
@@ -1045,8 +1046,8 @@ def _claims_summary(cfg: dict, verdicts: list[dict], t) -> list[tuple]:
                            paired=len(paired))))
         if untestable:
             out.append(("p", t("{data}: not testable, so neither decided nor counted ({n} parts; the metric sits at "
-                               "its bound in every run of both arms, so the difference is 0 by saturation, not by "
-                               "measurement): {labels}.", data=data, n=len(untestable),
+                               "its bound in both arms, or each arm's mean within the smallest effect of interest of "
+                               "it, so no difference that matters can show): {labels}.", data=data, n=len(untestable),
                                labels="; ".join(p["label"] for p in untestable))))
         open_claims = []
         for v in verdicts:

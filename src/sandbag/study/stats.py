@@ -10,9 +10,9 @@ freedom. A part is
 - **negligible** ("no practical difference") if neither, and the interval lies inside +-the comparison's smallest
   effect of interest (the study's ``smallest_effect`` for its metric, e.g. 0.3 accuracy points);
 - **inconclusive** otherwise: a larger study could still move it; `power` says how much larger;
-- **not testable** when the metric sits at the same bound in every run of both arms (clean training accuracy 1.0
-  everywhere, say): nothing was measured, so the part is neither decided nor counted, and stays out of Holm's
-  families (`claims.at_bound`).
+- **not testable** when the metric sits at the same bound in both arms (clean training accuracy 1.0 everywhere, say,
+  or each arm's mean within the smallest effect of interest of 1.0): no difference that matters could show, so the
+  part is neither decided nor counted, and stays out of Holm's families (`claims.at_bound`).
 
 Each verdict has the p-value of its own test (zero difference, the non-inferiority margin, or both equivalence
 bounds), two-sided so that p < 0.05 exactly when the interval decides; `holm` adjusts them over a family of parts.
@@ -27,7 +27,7 @@ import math
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
 NEGLIGIBLE = "negligible"
-NOT_TESTABLE = "not testable"  # the metric sits at its bound (accuracy 1.0, say) in both arms: nothing measured
+NOT_TESTABLE = "not testable"  # the metric sits at its bound (accuracy 1.0, say) in both arms: no room to measure
 DECIDED = (SUPPORTED, CONTRADICTED, NEGLIGIBLE)
 ALPHA = 0.05  # two-sided: the 95% interval
 POWER = 0.8  # the power a study should have to detect an effect

@@ -7,8 +7,14 @@ the study's training data, timed in this process while nothing else of the study
 after a few warm-up steps. The clock is the thread's CPU time (wall time is kept beside it): another process on
 another core, a browser or a second study, hardly moves it, where it moved wall time by 20%. The arms alternate
 epoch by epoch in one process, their order rotated from one repetition to the next, until each has at least two
-epochs and a second of them (the median counts), so a drift of the machine's speed falls on all of them alike;
-repetition r uses the replicate's seed r and pairs with that seed of the other arms.
+epochs and a second of them; repetition r uses the replicate's seed r and pairs with that seed of the other arms.
+
+Every epoch of a round (one epoch of each arm) is kept, and a timed part compares its two arms round by round: per
+repetition, the median over rounds of A's epoch against B's of the same round (`claims.paired_rounds`). The
+machine's speed drifts from one epoch to the next by several percent (on a 2-core AMD EPYC, one epoch's CPU time
+varied by ~6% between neighbours); the arms' epochs of one round share that drift, so it cancels. A probe over 12
+repetitions of the standard preset's timed arms there (2026-12-07) put the spread of dropout/none - 1 across
+repetitions at 1.1% this way, against 3.4% for the ratio of the arms' own medians (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .layout import TIMING
 
 WARMUP_STEPS = 5
 CPU, WALL = "thread CPU", "wall"  # the clocks
+VERSION = 3  # timing.json: 3 keeps each round's epochs (``epoch_seconds``), which the timed parts compare
 
 
 def timed_arms(claims: list[Claim]) -> list[tuple[str, str]]:
@@ -62,7 +69,7 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
     finally:
         torch.set_num_threads(previous)
     fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": cfg.timing_seconds}
-    result = {"version": 2, "clock": clock, "method": TIMING_METHOD.format(**fields), "method_fields": fields,
+    result = {"version": VERSION, "clock": clock, "method": TIMING_METHOD.format(**fields), "method_fields": fields,
               "repeats": cfg.timing_repeats, "rows": rows}  # the report words the method per language
     files.write_json(Path(study_dir) / TIMING, result)
     return result
@@ -71,7 +78,7 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
 def is_current(timing: dict | None, cfg) -> bool:
     """Whether a study folder's timing.json already measures what `cfg`'s timed claims compare, as this version
     measures it (then a resumed study keeps it; `sandbag study --retime` measures again)."""
-    if not timing or timing.get("version") != 2 or timing.get("repeats") != cfg.timing_repeats:
+    if not timing or timing.get("version") != VERSION or timing.get("repeats") != cfg.timing_repeats:
         return False
     if (timing.get("method_fields") or {}).get("min_seconds") != cfg.timing_seconds:
         return False
@@ -84,9 +91,10 @@ def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0) -> t
     steps), the configs alternated epoch by epoch in this process until each has at least two epochs and
     `min_seconds` of them (the study's ``timing_seconds``), so a change in the machine's speed falls on all alike.
     Each gets the median over its epochs of the thread's CPU seconds (``seconds_per_epoch``: what a process on
-    another core hardly moves) and of wall seconds (``wall_seconds_per_epoch``); on a GPU, whose work the thread's
-    clock does not see, both are wall seconds. Returns the measurements in order and the clock of
-    seconds_per_epoch (`CPU` or `WALL`)."""
+    another core hardly moves) and of wall seconds (``wall_seconds_per_epoch``), and every epoch in round order
+    (``epoch_seconds``, ``wall_epoch_seconds``: all configs have the same number, epoch k of each from round k); on a
+    GPU, whose work the thread's clock does not see, the CPU figures are wall seconds too. Returns the measurements
+    in order and the clock of seconds_per_epoch (`CPU` or `WALL`)."""
     states = [(_warm(replace(c, threads=None), dataset), c) for c in configs]
     cuda = any(s.device.type == "cuda" for s, _ in states)
     cpu: list[list[float]] = [[] for _ in configs]
@@ -105,7 +113,8 @@ def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0) -> t
             c.append(time.thread_time() - started_cpu)
             w.append(time.perf_counter() - started)
     out = [{"seconds_per_epoch": statistics.median(w if cuda else c), "wall_seconds_per_epoch": statistics.median(w),
-            "epochs": len(w)} for c, w in zip(cpu, wall, strict=True)]
+            "epochs": len(w), "epoch_seconds": w if cuda else c, "wall_epoch_seconds": w}
+           for c, w in zip(cpu, wall, strict=True)]
     return out, WALL if cuda else CPU
 
 
