@@ -34,6 +34,7 @@ SCRIPTS = {
     "inference": [],
     "parallelism": [],
     "study_time": ["--presets", "quick,standard", "--baseline", BASELINE_REV],
+    "timing_estimators": [],
     "pilot": ["--regimes", "1000x30,500x40", "--seeds", "6", "--track-size", "500", "--eval-every", "10"],
 }
 
@@ -46,7 +47,8 @@ the load average at the start of each script is printed with it.
 Reproduce: `make bench` (all of them, rewrites this file; the GPU check section is kept), or one script:
 `python benchmarks/throughput.py`, `keras_peer.py` (`--setup` once: creates benchmarks/.keras-venv with
 tensorflow-cpu), `inference.py`, `parallelism.py`, `study_time.py [--presets quick] [--baseline REV]`, `pilot.py`
-(the power pilot behind the standard preset's regime); `--smoke` for a quick check that a script runs. On a GPU
+(the power pilot behind the standard preset's regime), `timing_estimators.py` (how steadily the timing phase's two
+readings decide); `--smoke` for a quick check that a script runs. On a GPU
 machine: `bash benchmarks/gpu_check.sh` (its output goes under "GPU check" by hand).
 """
 

@@ -11,10 +11,10 @@ epochs and a second of them; repetition r uses the replicate's seed r and pairs 
 
 Every epoch of a round (one epoch of each arm) is kept, and a timed part compares its two arms round by round: per
 repetition, the median over rounds of A's epoch against B's of the same round (`claims.paired_rounds`). The
-machine's speed drifts from one epoch to the next by several percent (on a 2-core AMD EPYC, one epoch's CPU time
-varied by ~6% between neighbours); the arms' epochs of one round share that drift, so it cancels. A probe over 12
-repetitions of the standard preset's timed arms there (2026-12-07) put the spread of dropout/none - 1 across
-repetitions at 1.1% this way, against 3.4% for the ratio of the arms' own medians (benchmarks/RESULTS.md).
+machine's speed drifts while it times; the arms' epochs of one round share that drift, so it cancels. On a 2-core
+AMD EPYC (2026-12-07, `benchmarks/timing_estimators.py`, 12 repetitions, twice) this put the spread of
+dropout/none - 1 across repetitions at 0.79 and 0.82 of the spread of the arms' own medians, and never wider on
+the batch-size parts (0.53-1.00): a gain, not a cure, on a machine whose epochs vary by several percent.
 """
 
 from __future__ import annotations
