@@ -16,32 +16,26 @@ repetitions use seeds 0, 1, ...; so do these.
 from __future__ import annotations
 
 import statistics
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import _common as C
 
-from sandbag.study import plan, timing
+from sandbag.study import timing
 from sandbag.study.claims import diffs, results_table
 from sandbag.study.config import load_preset
-from sandbag.train import denormals_flushed, load_data
 
 # The standard preset's choices on mnist-5k in its replicate-0 run; the arms' cost barely depends on them
 CHOSEN = {"l2": 1e-4, "l1": 1e-5, "noise": 0.5, "dropout": 0.8}
 
 
-@denormals_flushed()  # as the study's timing phase runs
 def measure(cfg, repeats: int, seconds: float) -> list[dict]:
-    data = cfg.cells[0]
-    configs = {(r.group, r.arm): r.config for r in plan.runs_of(cfg, data, CHOSEN) if r.seed == cfg.first_seed}
-    targets = timing.timed_arms(cfg.design.claims)
-    dataset = load_data(configs[targets[0]])
-    rows = []
-    for rep in range(repeats):
-        order = targets[rep % len(targets):] + targets[:rep % len(targets)]
-        measured, _ = timing.alternated([replace(configs[arm], seed=rep) for arm in order], dataset, seconds)
-        rows += [{"data": data, "group": g, "arm": a, "seed": rep, "status": "finished", **m}
-                 for (g, a), m in zip(order, measured, strict=True)]
-    return rows
+    """The study's own timing phase (`timing.measure`), `repeats` times, into a scratch folder; its rows."""
+    cfg = replace(cfg, timing_repeats=repeats, timing_seconds=seconds)
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = timing.measure(cfg, Path(scratch), 1, {cfg.cells[0]: CHOSEN})["rows"]
+    return [{**r, "status": "finished"} for r in rows]
 
 
 def main() -> None:

@@ -222,23 +222,24 @@ BOUNDS = {"train_acc": (0.0, 1.0), "val_acc": (0.0, 1.0), "test_acc": (0.0, 1.0)
           "frac_small": (0.0, 1.0), "frac_zero": (0.0, 1.0)}
 
 
-def at_bound(part: Part, table: dict, data: str) -> float | None:
-    """The bound (of `BOUNDS`) that leaves the part no room to measure, or None. Every arm the part reads sits at
-    it in every run; or, where the part has a smallest effect of interest, each arm's mean lies within that effect
-    of the bound. Then the arms' difference cannot reach the smallest effect in either direction, and what it reads
-    is the ceiling, not the technique (e.g. clean training accuracy 1.0 on 9 seeds of 10 and 0.994 on one: 3 of
-    500 images not fitted). The tolerance was set on 2026-12-07 after such a run had flipped claim 1's parts
-    between two replicates (*not testable* in one, *negligible* in the other)."""
+def at_bound(part: Part, table: dict, data: str) -> dict | None:
+    """Where the part has no room to measure: {"bound": the bound of `BOUNDS`, "every_run": whether every run
+    sits exactly at it}, or None. Every arm the part reads sits at the bound in every run; or, where the part has a
+    smallest effect of interest, each arm's mean lies within that effect of the bound. Then the arms' difference
+    cannot reach the smallest effect in either direction, and what it reads is the ceiling, not the technique (e.g.
+    clean training accuracy 1.0 on 9 seeds of 10 and 0.994 on one: 3 of 500 images not fitted). The tolerance was
+    set on 2026-12-07 after such a run had flipped claim 1's parts between two replicates (*not testable* in one,
+    *negligible* in the other)."""
     if part.probed or part.timed or part.column not in BOUNDS or part.kind not in ("paired", "diff_of_diffs"):
         return None
-    means = [list(per_seed(table, data, arm, part).values()) for arm in part.arms()]
-    if not all(means):
+    values = [list(per_seed(table, data, arm, part).values()) for arm in part.arms()]
+    if not all(values):
         return None
-    means = [sum(v) / len(v) for v in means]
+    means = [sum(v) / len(v) for v in values]
     room = part.smallest_effect or 0.0
     for bound in BOUNDS[part.column]:
         if all(abs(m - bound) <= room for m in means):
-            return bound
+            return {"bound": bound, "every_run": all(x == bound for v in values for x in v)}
     return None
 
 
@@ -247,14 +248,13 @@ def evaluate_part(part: Part, table: dict, data: str) -> dict:
         values = check_values(part, table, data)
         return {"label": part.label, "kind": "check", **check_verdict(list(values.values()), part.tolerance)}
     per = diffs(part, table, data)
-    bound = at_bound(part, table, data)
-    if bound is not None:
+    saturated = at_bound(part, table, data)
+    if saturated is not None:
         n = len(per)
         return {"label": part.label, "kind": "paired", "metric": part.metric, "ratio": part.ratio,
                 "direction": part.direction, "margin": part.margin,
                 "smallest_effect": part.smallest_effect, "timed": part.timed, "n": n, "mean": math.nan,
-                "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, "bound": bound,
-                "every_run": all(v == bound for arm in part.arms() for v in per_seed(table, data, arm, part).values()),
+                "ci_low": math.nan, "ci_high": math.nan, "p": math.nan, "verdict": NOT_TESTABLE, **saturated,
                 "diffs": per}
     result = paired_verdict(list(per.values()), part.direction, part.margin, part.smallest_effect)
     sides = {"a": part.a[1], "b": part.b[1]} if part.kind == "paired" and part.b is not None else {}
