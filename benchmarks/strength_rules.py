@@ -1,8 +1,20 @@
 """Which strength rule makes replicates of a study choose alike: each rule of `sandbag.study.plan.RULES` applied
 to every study's sweep, per data set and technique, and for every pair of studies whether the two picks are the
-same strength or grid neighbours (in the union of the grids). The count of such pairs decides which rule the study
-keeps (`plan.RULE`), by a rule fixed before the count was first made over more than two replicates: the rule with
-more pairs alike; on a tie the one-standard-error rule stays.
+same strength or grid neighbours (in the union of the grids swept). The count of such pairs decides which rule the
+study keeps (`plan.RULE`).
+
+Each rule walks its own sweep: from the study's grid, it extends beyond an edge while its own pick sits there
+(`plan.beyond_edge`, up to `plan.MAX_EXTENSIONS` a side), as `sandbag study` would with that rule, reading the
+strengths the study swept. A study swept with best-mean extends wherever the best by mean sits at an edge, which
+is wherever the plateau-centre rule's pick does (its pick at an edge is the best by mean there), so both walks
+read runs that exist; a strength a walk needs and the study lacks ends that walk (counted as "short").
+
+Decision rules, each fixed before its count was made:
+- 2026-12-02, replicates 0-5: the rule with more pairs alike; on a tie the one-standard-error rule stays
+  (best-mean 53 of 60, one-standard-error 48: best-mean kept).
+- 2026-12-07, replicates 2-7 (0 and 1 are the standard study's replicate pair, kept out to test the rule after):
+  plateau-centre replaces best-mean if it has more pairs alike, and its picks' mean validation accuracy (over
+  techniques and replicates) is no more than 0.005 below best-mean's; on a tie best-mean stays.
 
     python benchmarks/strength_rules.py STUDY_A STUDY_B [STUDY_C ...]
 
@@ -12,20 +24,42 @@ The studies can be whole studies or the sweep alone (benchmarks/sweep_replicates
 from __future__ import annotations
 
 import itertools
+import json
 import sys
 from pathlib import Path
 
-from sandbag.study.plan import RULES, sweep_scores
+from sandbag.study.plan import MAX_EXTENSIONS, RULES, beyond_edge, sweep_scores
 from sandbag.study.results import read_results
+
+
+def walk(rule: str, grid: list[float], values: dict, technique: str) -> tuple[float, bool]:
+    """The strength `rule` picks after extending `grid` as the study would; whether a strength it needed was
+    missing from the study's sweep (`values`)."""
+    original, grid = sorted(grid), sorted(grid)
+    while True:
+        value = beyond_edge(grid, {v: values[v] for v in grid if v in values}, technique, rule)
+        if value is None:
+            return RULES[rule]({v: values[v] for v in grid if v in values}), False
+        high = value > max(original)
+        if sum(1 for v in grid if v not in original and (v > max(original)) == high) >= MAX_EXTENSIONS:
+            return RULES[rule]({v: values[v] for v in grid if v in values}), False
+        if value not in values:
+            return RULES[rule]({v: values[v] for v in grid if v in values}), True
+        grid = sorted([*grid, value])
 
 
 def picks(study: Path) -> dict[tuple[str, str], dict]:
     rows = read_results(study)
+    base = json.loads((study / "study.json").read_text())["config"]["sweep"]
     out = {}
     for data in sorted({r["data"] for r in rows}):
         scores = sweep_scores(r for r in rows if r["data"] == data and r["group"] == "sweep")
         for tech, values in scores.items():
-            out[(data, tech)] = {"grid": sorted(values), **{rule: pick(values) for rule, pick in RULES.items()}}
+            found = {rule: walk(rule, base[tech], values, tech) for rule in RULES}
+            mean = {v: sum(r[0] for r in runs) / len(runs) for v, runs in values.items()}
+            out[(data, tech)] = {"grid": sorted(values), **{rule: pick for rule, (pick, _) in found.items()},
+                                 "short": {rule: short for rule, (_, short) in found.items()},
+                                 "val_acc": {rule: mean[pick] for rule, (pick, _) in found.items()}}
     return out
 
 
@@ -34,8 +68,10 @@ def neighbours(a: float, b: float, grid: list[float]) -> bool:
 
 
 def main(studies: list[Path]) -> None:
-    found = [picks(s) for s in studies]
+    found = [picks(Path(s)) for s in studies]
     agree = {rule: [0, 0] for rule in RULES}
+    accuracy = {rule: [] for rule in RULES}
+    short = {rule: 0 for rule in RULES}
     print(f"{'data/technique':24} " + " ".join(f"{rule:>40}" for rule in RULES))
     for key in sorted(set.intersection(*(set(f) for f in found))):
         grid = sorted(set().union(*(f[key]["grid"] for f in found)))
@@ -45,10 +81,15 @@ def main(studies: list[Path]) -> None:
             pairs = [neighbours(a, b, grid) for a, b in itertools.combinations(chosen, 2)]
             agree[rule][0] += sum(pairs)
             agree[rule][1] += len(pairs)
+            accuracy[rule] += [f[key]["val_acc"][rule] for f in found]
+            short[rule] += sum(f[key]["short"][rule] for f in found)
             cells.append(f"{' / '.join(f'{c:g}' for c in chosen)} {sum(pairs)}/{len(pairs)} alike")
         print(f"{'/'.join(key):24} " + " ".join(f"{c:>40}" for c in cells))
     for rule, (same, total) in agree.items():
-        print(f"{rule}: {same} of {total} pairs of replicates chose alike (same strength or a grid neighbour)")
+        mean = sum(accuracy[rule]) / len(accuracy[rule]) if accuracy[rule] else float("nan")
+        print(f"{rule}: {same} of {total} pairs of replicates chose alike (same strength or a grid neighbour); "
+              f"mean validation accuracy of its picks {mean:.4f}; walks cut short by a strength not swept: "
+              f"{short[rule]}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def test_gpu_check_script_parses_and_results_has_its_sections():
 
 def test_timing_estimators_reads_every_timed_part_both_ways():
     out = _run("timing_estimators.py")
-    assert ("| timed part | arms' medians: mean ± SD | round by round: mean ± SD "
-            "| SD round by round / arms' medians |") in out
+    assert ("| run | timed part | epoch rounds: mean ± SD | study's rounds: mean ± SD "
+            "| SD study's / epochs |") in out
     for label in ("dropout / none - 1", "epoch at batch 4 slower than at 32", "epoch at batch 32 slower than at 128"):
         assert label in out, out

@@ -273,3 +273,32 @@ def test_a_timed_part_compares_its_arms_round_by_round(fresh_seed):
     medians = {(r["arm"], r["seed"]): r["seconds_per_epoch"] for r in rows}
     assert diffs(ratio, old, "d") == pytest.approx(
         {s: medians[("dropout", s)] / medians[("none", s)] - 1 for s in expected_diff}, abs=1e-12)
+
+
+def test_a_timed_part_reads_chunk_rounds_only_where_both_arms_were_chunked_at_one_batch_size(fresh_seed):
+    """Version 4 keeps each arm's epoch rounds and, where a part compares arms at one batch size, its chunk rounds
+    (alternated together). Oracle: the chunks say `factor`, the epochs another factor; the part reads the chunks
+    when both rows have them at the same batch size, else the epochs (batch sizes differ, or a row lacks chunks)."""
+    from sandbag.study.claims import Part, diffs, results_table
+
+    rng = np.random.default_rng(fresh_seed)
+    by_chunks, by_epochs = 1 + float(rng.uniform(0.005, 0.03)), 1 + float(rng.uniform(0.05, 0.1))
+
+    def rows(batch_a: int, chunks_b: bool) -> list[dict]:
+        out = []
+        for seed in range(3):
+            n, m = int(rng.integers(2, 9)), int(rng.integers(9, 40))
+            epochs_b, chunks = list(rng.uniform(0.1, 0.2, n)), list(rng.uniform(0.1, 0.2, m))
+            a = {"batch_size": batch_a, "epoch_seconds": [x * by_epochs for x in epochs_b],
+                 "chunk_seconds": [x * by_chunks for x in chunks]}
+            b = {"batch_size": 32, "epoch_seconds": epochs_b, **({"chunk_seconds": chunks} if chunks_b else {})}
+            for arm, row in (("dropout", a), ("none", b)):
+                out.append({"data": "d", "group": "headline", "arm": arm, "seed": seed, "status": "finished",
+                            "seconds_per_epoch": float(np.median(row["epoch_seconds"])), **row})
+        return out
+
+    part = Part(kind="paired", label="", metric="timing.seconds_per_epoch", a=("headline", "dropout"),
+                b=("headline", "none"), direction="noninferior", margin=0.03, ratio=True)
+    for batch_a, chunks_b, factor in ((32, True, by_chunks), (64, True, by_epochs), (32, False, by_epochs)):
+        got = diffs(part, results_table(rows(batch_a, chunks_b)), "d")
+        assert got == pytest.approx({s: factor - 1 for s in range(3)}, abs=1e-12)

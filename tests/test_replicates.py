@@ -49,7 +49,7 @@ def test_probability_of_improvement_is_the_share_of_seeds_with_its_wilson_interv
 
 
 def _scores(table):
-    return {v: [(acc, 0.0) for acc in accs] for v, accs in table.items()}
+    return {v: [(acc, 0.0, seed) for seed, acc in enumerate(accs)] for v, accs in table.items()}
 
 
 def test_the_one_standard_error_rule_picks_the_weakest_strength_within_noise_of_the_best():
@@ -60,13 +60,56 @@ def test_the_one_standard_error_rule_picks_the_weakest_strength_within_noise_of_
     assert plan.one_standard_error(close) == 1e-6  # within 0.002 of 0.897: the weakest
     assert plan.one_standard_error(_scores({0.1: [0.9], 0.3: [0.91]})) == 0.3  # one seed: the best mean
     chosen, fell_back = plan.choose_strengths(
-        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0}
-         for v, runs in close.items() for a, _ in runs], {"l2": 1e-3, "l1": 1e-4}, ["l2", "l1"])
+        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0, "seed": s}
+         for v, runs in close.items() for a, _, s in runs], {"l2": 1e-3, "l1": 1e-4}, ["l2", "l1"])
     assert chosen == {"l2": 1e-4, "l1": 1e-4} and fell_back == ["l1"]  # the study's rule: the best mean
     chosen, _ = plan.choose_strengths(
-        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0}
-         for v, runs in close.items() for a, _ in runs], {"l2": 1e-3}, ["l2"], rule="one-standard-error")
+        [{"technique": "l2", "strength": v, "status": "finished", "val_acc": a, "val_loss": 0.0, "seed": s}
+         for v, runs in close.items() for a, _, s in runs], {"l2": 1e-3}, ["l2"], rule="one-standard-error")
     assert chosen == {"l2": 1e-6}
+
+
+def test_the_paired_difference_error_is_the_two_way_residual_standard_error(fresh_seed):
+    """Oracle: least squares of accuracy on strength and seed dummies (numpy), residual variance over its degrees
+    of freedom, times 2 / seeds. A seed effect shared by every strength adds nothing to it."""
+    rng = np.random.default_rng(fresh_seed)
+    strengths, seeds = int(rng.integers(2, 7)), int(rng.integers(2, 5))
+    acc = rng.normal(0.9, 0.01, size=(strengths, seeds))
+    values = {float(10.0 ** -k): [(float(acc[k, s]), 0.0, s) for s in range(seeds)] for k in range(strengths)}
+    design = np.zeros((strengths * seeds, strengths + seeds - 1))
+    for k in range(strengths):
+        for s in range(seeds):
+            design[k * seeds + s, k] = 1
+            if s:
+                design[k * seeds + s, strengths + s - 1] = 1
+    _, residual, *_ = np.linalg.lstsq(design, acc.reshape(-1), rcond=None)
+    variance = residual[0] / ((strengths - 1) * (seeds - 1)) if len(residual) else 0.0
+    oracle = math.sqrt(2 * variance / seeds)
+    assert plan.paired_difference_error(values) == pytest.approx(oracle, rel=1e-6, abs=1e-12), fresh_seed
+    shifted = {v: [(a + 0.05 * s, loss, s) for a, loss, s in runs] for v, runs in values.items()}
+    assert plan.paired_difference_error(shifted) == pytest.approx(oracle, rel=1e-6, abs=1e-12)
+    assert math.isnan(plan.paired_difference_error({0.1: [(0.9, 0.0, 0)], 0.3: [(0.8, 0.0, 0)]}))
+
+
+def test_the_plateau_centre_takes_the_middle_of_what_the_sweep_cannot_tell_apart(fresh_seed):
+    """A flat curve gives its middle whatever the noise lifts; a clear peak gives the peak; of two middle ones
+    the better mean; one seed: the best by mean."""
+    rng = np.random.default_rng(fresh_seed)
+    grid = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+    seed_effect = rng.normal(0, 0.02, size=2)  # the sample: shared by every strength
+    noise = rng.uniform(0.005, 0.01, size=len(grid)) * rng.choice([-1, 1], size=len(grid))  # +-, seed by seed
+    lift = rng.uniform(-0.001, 0.001, size=len(grid))  # what the noise does to the means: far under its error
+    flat = {v: [(0.89 + lift[k] + seed_effect[s] + (noise[k] if s else -noise[k]), 0.0, s) for s in range(2)]
+            for k, v in enumerate(grid)}
+    assert 2 * 0.001 < plan.paired_difference_error(flat), fresh_seed  # so every strength is tied with the best
+    assert plan.plateau_centre(flat) == 1e-4 and plan.best_by_mean(flat) == grid[int(np.argmax(lift))]
+    peak = _scores({0.4: [0.80, 0.81], 0.6: [0.85, 0.86], 0.8: [0.90, 0.91], 0.9: [0.86, 0.85]})
+    assert plan.plateau_centre(peak) == 0.8
+    two = _scores({0.1: [0.900, 0.910], 0.3: [0.905, 0.911], 0.5: [0.800, 0.800]})  # 0.1 and 0.3 tied
+    assert plan.paired_difference_error(two) > 0.003 and plan.plateau_centre(two) == 0.3  # the better mean
+    exact = _scores({1e-5: [0.9, 0.8], 1e-4: [0.9, 0.8], 1e-3: [0.9, 0.8], 1e-2: [0.7, 0.6]})  # no residual
+    assert plan.plateau_centre(exact) == 1e-4  # three tied exactly: the middle
+    assert plan.plateau_centre(_scores({0.1: [0.9], 0.3: [0.91], 0.5: [0.905]})) == 0.3
 
 
 def test_a_best_strength_at_an_edge_extends_the_grid_one_step_within_the_valid_range():
@@ -101,12 +144,16 @@ def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny
     assert main(["study", "--config", str(TINY), "--out", str(original), "--retime", "--quiet"]) == 0
     assert sorted(p.name for p in (original / "runs" / "mnist-5k").iterdir()) == before
     timing = json.loads((original / "timing.json").read_text())
-    assert timing["version"] == 3 and timing["clock"] == "thread CPU"
+    assert timing["version"] == 4 and timing["clock"] == "thread CPU"
     assert all(r["seconds_per_epoch"] > 0 and r["wall_seconds_per_epoch"] > 0 and r["epochs"] >= 2
                for r in timing["rows"])
-    for seed in {r["seed"] for r in timing["rows"]}:  # every arm one epoch per round, each round kept
-        rows = [r for r in timing["rows"] if r["seed"] == seed]
-        assert len({r["epochs"] for r in rows}) == 1 and all(len(r["epoch_seconds"]) == r["epochs"] for r in rows)
+    for seed in {r["seed"] for r in timing["rows"]}:  # each pass's rounds kept, as many for each of its arms
+        rows = {r["arm"]: r for r in timing["rows"] if r["seed"] == seed}
+        whole, chunked = [rows["none"], rows["none-b8"]], [rows["none"], rows["dropout"]]
+        assert {len(r["epoch_seconds"]) for r in whole} == {whole[0]["rounds"]}
+        assert "epoch_seconds" not in rows["dropout"]
+        assert {len(r["chunk_seconds"]) for r in chunked} == {chunked[0]["chunk_rounds"]}
+        assert all(r["chunk_images"] == 4 * 32 for r in chunked) and "chunk_seconds" not in rows["none-b8"]
     replicate = tmp_path / "tiny-r1"
     assert main(["study", "--config", str(TINY), "--replicate", "1", "--out", str(replicate), "--quiet"]) == 0
     folders = (replicate / "runs" / "mnist-5k").iterdir()
@@ -149,7 +196,8 @@ def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_st
     spec.loader.exec_module(module)
     module.main([tiny_study[0]] * 3)  # a study against itself: every rule agrees, in each of the 3 pairs
     out = capsys.readouterr().out
-    assert "one-standard-error: 12 of 12 pairs of replicates chose alike" in out and "best-mean: 12 of 12" in out
+    for rule in ("one-standard-error", "best-mean", "plateau-centre"):
+        assert f"{rule}: 12 of 12 pairs of replicates chose alike" in out
 
 
 def test_a_replicate_refuses_a_folder_that_holds_another_replicate(tiny_study, tmp_path, capsys):

@@ -149,3 +149,25 @@ def test_a_metric_within_its_smallest_effect_of_the_bound_in_both_arms_is_not_te
             row["train_acc"] = 1.0 - rng.uniform(1.5, 3.0) * room
     [again] = claims.evaluate_claims(["d"], rows, [Claim(1, "c", "claim", (fit,))])
     assert again["data"]["d"]["parts"][0]["verdict"] != stats.NOT_TESTABLE
+
+
+def test_a_training_loss_within_its_smallest_effect_of_zero_in_both_arms_is_not_testable(fresh_seed):
+    """Cross-entropy's floor is 0: two arms that both fit their training set (mean losses under the smallest effect
+    of interest, in nats) have no room to show a looser fit of that size, one unfitted run or not; a loss above it
+    in one arm is testable (and supported when it is above in every run)."""
+    rng = random.Random(fresh_seed)
+    n, room = rng.randint(5, 10), rng.uniform(0.003, 0.01)
+    looser = Part(kind="paired", label="train loss higher", metric="train_loss", a=L2, b=NONE,
+                  direction="greater", smallest_effect=room)
+    none = [rng.uniform(1e-4, 5e-4) for _ in range(n)]
+    none[rng.randrange(n)] = rng.uniform(0.5, 0.9) * room * n / 2  # one unfitted run, the mean still within
+    l2 = [x + rng.uniform(1e-5, 1e-4) for x in none]  # higher in every run but one, by nothing that matters
+    rows = _rows({NONE: none, L2: l2}, "train_loss")
+    [result] = claims.evaluate_claims(["d"], rows, [Claim(1, "c", "claim", (looser,))])
+    part = result["data"]["d"]["parts"][0]
+    assert part["verdict"] == stats.NOT_TESTABLE and part["bound"] == 0.0 and not part["every_run"], fresh_seed
+    for row in rows:  # l2 now fits loosely: every run above the smallest effect
+        if row["arm"] == "l2":
+            row["train_loss"] = room * rng.uniform(2.0, 4.0) + max(none)
+    [again] = claims.evaluate_claims(["d"], rows, [Claim(1, "c", "claim", (looser,))])
+    assert again["data"]["d"]["parts"][0]["verdict"] == stats.SUPPORTED

@@ -90,9 +90,13 @@ def test_report_has_the_decision_sections_and_the_timing_phase(tiny_study):
     assert arms == {("headline", "none"), ("headline", "dropout"), ("batch", "none-b8")}
     assert sorted(r["seed"] for r in timing["rows"] if r["arm"] == "dropout") == [0, 1]  # timing_repeats = 2
     twelve = next(v for v in verdicts if v["number"] == 12)["data"]["mnist-5k"]["parts"][0]
-    rounds = {(r["arm"], r["seed"]): r["epoch_seconds"] for r in timing["rows"]}  # compared round by round
+    rounds = {(r["arm"], r["seed"]): r.get("epoch_seconds") for r in timing["rows"]}  # compared round by round
     assert twelve["diffs"]["0"] == pytest.approx(
         statistics.median(a - b for a, b in zip(rounds[("none-b8", 0)], rounds[("none", 0)], strict=True)))
+    seven = next(v for v in verdicts if v["number"] == 7)["data"]["mnist-5k"]["parts"][1]
+    chunks = {(r["arm"], r["seed"]): r.get("chunk_seconds") for r in timing["rows"]}  # one batch size: chunks
+    assert seven["diffs"]["1"] == pytest.approx(
+        statistics.median(a / b - 1 for a, b in zip(chunks[("dropout", 1)], chunks[("none", 1)], strict=True)))
     inconclusive = [p for p in paired if p["verdict"] == "inconclusive"]
     with_power = [p for p in inconclusive if p["power"]["detectable"] is not None]  # none without spread
     for page in ((out / "report.md").read_text(), (out / "report.html").read_text()):

@@ -23,7 +23,7 @@ from ..regularizers import TECHNIQUES, tunable
 from ..runs import RunConfig
 from . import layout, own_model, plan
 from .layout import SAMPLING, SEED_BLOCK
-from .results import AGGREGATE_METRICS
+from .results import METRICS
 
 PRESETS = ("quick", "standard", "full", "fashion", "regime", "regime-fashion")
 DATA_OPTIONS = ("train_size", "test", "val_size")  # what `data_options` may set per data set
@@ -73,7 +73,7 @@ class StudyConfig:
     learn_target: float = 0.95  # clean training accuracy that defines "learned" for learning speed
     # smallest effect of interest per metric: a paired interval inside +-it is "negligible" (no practical difference)
     smallest_effect: dict[str, float] = field(default_factory=lambda: {
-        "test_acc": 0.003, "train_acc": 0.003, "gap": 0.003})
+        "test_acc": 0.003, "train_acc": 0.003, "gap": 0.003, "train_loss": 0.003})
     timing_repeats: int = 5  # repetitions of the timing phase (seconds per epoch, measured alone); 0: none
     timing_seconds: float = 1.0  # each timed arm's epochs in one repetition last at least this long (and 2 epochs)
     quick: bool = False  # marks a reduced study in the report
@@ -136,8 +136,8 @@ class StudyConfig:
         for cell in self.cells:
             RunConfig(**self.split(cell))  # the split options of each data set, checked as its runs will be
         for metric, value in self.smallest_effect.items():
-            if metric not in AGGREGATE_METRICS or not value > 0:
-                metrics = ", ".join(AGGREGATE_METRICS)
+            if metric not in METRICS or not value > 0:
+                metrics = ", ".join(METRICS)
                 raise ConfigError(f"[smallest_effect] {metric} = {value}: give a metric of {metrics} and a number > 0")
         techniques = tunable()
         for table in ("sweep", "textbook"):

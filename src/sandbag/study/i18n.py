@@ -27,13 +27,22 @@ TIMING_METHOD_V2 = ("thread CPU seconds per epoch (wall seconds kept beside them
                     "rotated each repetition, until each had at least two epochs filling {min_seconds:g} s; the "
                     "median per arm, after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds "
                     "on a GPU); repetition r pairs with seed r")
-TIMING_METHOD = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed alone "
+TIMING_METHOD_V3 = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed alone "
                  "after all runs finished: the arms alternated epoch by epoch in one process (a round: one epoch of "
                  "each), their order rotated each repetition, until each had at least two epochs filling "
                  "{min_seconds:g} s, after {warmup} warm-up steps, {threads} thread(s) as the runs had (wall seconds "
                  "on a GPU). A timing comparison takes, per repetition, the median over rounds of one arm's epoch "
                  "against the other's in the same round, so the machine's drift between rounds cancels; the tables "
                  "show each arm's median; repetition r pairs with seed r")
+TIMING_METHOD = ("thread CPU seconds per epoch (wall seconds kept beside them) per arm and repetition, timed alone "
+                 "after all runs finished, in rounds in one process: arms a comparison sets at the same batch size "
+                 "take turns every {steps} training steps (a chunk of an epoch, timed and scaled to an epoch), arms "
+                 "at different batch sizes epoch by epoch; the order reversed every other round and rotated each "
+                 "repetition, until each arm had two epochs' worth filling {min_seconds:g} s, after {warmup} "
+                 "warm-up steps, {threads} thread(s) as the runs had (wall seconds on a GPU). A timing comparison "
+                 "takes, per repetition, the median over rounds of one arm's time against the other's in the same "
+                 "round, so the machine's drift cancels; the tables show each arm's median; repetition r pairs with "
+                 "seed r")
 
 KO: dict[str, str] = {
     # --- verdict words
@@ -117,6 +126,14 @@ KO: dict[str, str] = {
     " Clean figures every {k} epochs and at the last.": " 평가 모드 지표는 {k} 에포크마다와 마지막 에포크에 계산.",
     "Timing claims (seconds per epoch): {method}.": "시간 관련 주장(에포크당 초): {method}.",
     TIMING_METHOD:
+        "조건과 반복마다 에포크당 스레드 CPU 초(벽시계 초도 함께 기록)를, 모든 학습이 끝난 뒤 한 프로세스 안에서 "
+        "라운드로 따로 잰 값: 비교가 같은 배치 크기에서 견주는 조건은 학습 {steps}단계마다(에포크의 한 조각을 재어 "
+        "에포크로 환산), 배치 크기가 다른 조건은 에포크마다 차례로 돌고, 라운드마다 순서를 뒤집고 반복마다 순서를 "
+        "돌리며, 조건마다 {min_seconds:g}초를 채우는 두 에포크 분량이 될 때까지, 워밍업 {warmup}단계 뒤, 학습 때와 "
+        "같은 스레드 {threads}개로 잼(GPU에서는 벽시계 초). 시간 비교는 반복마다 같은 라운드 안에서 한 조건의 시간을 "
+        "다른 조건의 시간과 견준 값의 라운드별 중앙값을 쓰므로 기계 속도의 변동은 상쇄됨; 표에는 조건별 중앙값을 "
+        "보임; 반복 r은 시드 r과 짝지음",
+    TIMING_METHOD_V3:
         "조건과 반복마다 에포크당 스레드 CPU 초(벽시계 초도 함께 기록)를, 모든 학습이 끝난 뒤 따로 잰 값: 한 프로세스 "
         "안에서 조건을 에포크마다 번갈아 돌리고(한 라운드: 조건마다 한 에포크) 반복마다 순서를 바꾸며, 조건마다 "
         "{min_seconds:g}초를 채우는 두 에포크 이상이 될 때까지, 워밍업 {warmup}단계 뒤, 학습 때와 같은 스레드 "
@@ -264,8 +281,15 @@ KO: dict[str, str] = {
         "판정은 이 규칙이 고른 강도에 대한 것이다.",
     "Chosen by the best mean validation accuracy; the verdicts below speak of that strength.":
         "검증 정확도 평균이 가장 높은 강도로 골랐다. 아래 판정은 그 강도에 대한 것이다.",
-    "Grids extended beyond an edge where their best strength sat (one step at a time, up to {n} a side): {values}.":
-        "최고 강도가 끝에 있던 탐색 범위를 그 끝 너머로 넓혔다(한 번에 한 단계, 한쪽에 최대 {n}개): {values}.",
+    "Grids extended beyond an edge where the rule's pick sat (one step at a time, up to {n} a side): {values}.":
+        "규칙이 고른 강도가 끝에 있던 탐색 범위를 그 끝 너머로 넓혔다(한 번에 한 단계, 한쪽에 최대 {n}개): {values}.",
+    "Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one standard "
+    "error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of strength (of two "
+    "middle ones, the better mean), so that a flat stretch of the validation curve gives the same strength each "
+    "time; the verdicts below speak of the strength this rule chose.":
+        "평탄 구간 중앙 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (탐색 시드를 짝지은) 차이의 표준오차 1배 "
+        "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 평균이 높은 쪽). 검증 곡선의 평탄한 구간이 "
+        "매번 같은 강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 강도에 대한 것이다.",
     "P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% Wilson "
     "interval.": "P(A > B): 짝지은 시드 중 A의 값이 B보다 큰 시드의 비율(같으면 절반으로 셈)과 95% Wilson 구간.",
     "Data sampling per seed: seed s draws its own stratified training sample (and its validation and test images); "

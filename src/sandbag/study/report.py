@@ -23,7 +23,7 @@ from .. import files
 from ..errors import ConfigError
 from . import claims, figures, layout, regime, schema, stats
 from .claims import Claim
-from .i18n import TIMING_METHOD, TIMING_METHOD_V1, TIMING_METHOD_V2, translator
+from .i18n import TIMING_METHOD, TIMING_METHOD_V1, TIMING_METHOD_V2, TIMING_METHOD_V3, translator
 from .layout import PROBES, TIMING, slug
 from .results import read_metrics, read_results
 
@@ -743,7 +743,7 @@ def _preregistration(meta: dict, verdicts: list[dict], t) -> list[tuple]:
 def _timing_method(timing: dict, t) -> str:
     """How the timing phase measured, in the report's language (an older timing.json has only the English)."""
     fields = timing.get("method_fields")
-    template = {3: TIMING_METHOD, 2: TIMING_METHOD_V2}.get(timing.get("version"), TIMING_METHOD_V1)
+    template = {4: TIMING_METHOD, 3: TIMING_METHOD_V3, 2: TIMING_METHOD_V2}.get(timing.get("version"), TIMING_METHOD_V1)
     return t(template, **fields) if fields else timing["method"]
 
 
@@ -817,13 +817,18 @@ def _strength_section(meta, rows, data, t) -> list[tuple]:
              "one standard error (over the best strength's seeds) of the best mean, so that strengths the sweep "
              "cannot tell apart resolve the same way each time; the verdicts below speak of the strength this rule "
              "chose.") if rule == "one-standard-error" else
+           t("Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one "
+             "standard error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of "
+             "strength (of two middle ones, the better mean), so that a flat stretch of the validation curve gives "
+             "the same strength each time; the verdicts below speak of the strength this rule chose.")
+           if rule == "plateau-centre" else
            t("Chosen by the best mean validation accuracy; the verdicts below speak of that strength."))
     blocks = [("h2", t("Chosen strengths ({data})", data=data)),
               ("p", t(per_strength, seeds=seeds) + " " + how),
               ("table", [t("technique"), t("chosen"), t("validation accuracy per strength"), t("textbook setting")],
                table)]
     if extended:
-        blocks.append(("p", t("Grids extended beyond an edge where their best strength sat (one step at a time, up to "
+        blocks.append(("p", t("Grids extended beyond an edge where the rule's pick sat (one step at a time, up to "
                               "{n} a side): {values}.", n=meta.get("grid_extensions", "?"),
                               values="; ".join(extended))))
     if edges:

@@ -482,7 +482,7 @@ class Scheduler:
                 return todo
 
     def extend(self, data: str) -> list[Run]:
-        """For each grid whose best (by mean) sits at an edge: one strength beyond it, its runs (the grids as
+        """For each grid whose pick (`plan.RULE`) sits at an edge: one strength beyond it, its runs (the grids as
         extended are kept in `grids`, for study.json and the report)."""
         grids = self.grids.setdefault(data, {t: list(self.cfg.grid(t)) for t in self.cfg.design.swept})
         scores = sweep_scores(self.sweep_rows(data))
