@@ -82,7 +82,9 @@ def test_penalty_figure_minima_match_closed_forms_and_move_as_theory_says(tmp_pa
     assert all(x > y for x, y in zip(l2_numeric, l2_numeric[1:], strict=False)), (seed, l2_numeric)
     assert all(x > y > 0 for x, y in zip(l2_closed, l2_closed[1:], strict=False)), (seed, l2_closed)
     assert min(l2_numeric) > 0
-    # L1: exactly 0 once alpha >= a * w0, strictly positive before
+    # L1: exactly 0 once alpha >= a * w0, strictly positive before; at alpha = a * w0 too (|w0| - alpha / a left
+    # 8.9e-16 there for a = 0.9766408340247965)
+    assert C.l1_minimum(0.9766408340247965, 4.5, 0.9766408340247965 * 4.5) == 0.0
     for r in out["l1"]:
         if r["alpha"] >= a * w0:
             assert r["numeric_min"] == 0.0 and r["closed_form"] == 0.0, (seed, a, r)

@@ -18,7 +18,7 @@ def l2_minimum(a: float, w0: float, lam: float) -> float:
 
 def l1_minimum(a: float, w0: float, alpha: float) -> float:
     """argmin_w  a/2 (w - w0)^2 + alpha |w|  =  sign(w0) max(|w0| - alpha / a, 0): exactly 0 once alpha >= a|w0|."""
-    return float(np.sign(w0) * max(abs(w0) - alpha / a, 0.0))
+    return float(np.sign(w0) * max(a * abs(w0) - alpha, 0.0) / a)  # a|w0| - alpha: exactly 0 at the threshold
 
 
 def grid(lo: float, hi: float, n: int) -> np.ndarray:
