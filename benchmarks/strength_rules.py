@@ -28,7 +28,7 @@ import json
 import sys
 from pathlib import Path
 
-from sandbag.study.plan import MAX_EXTENSIONS, RULES, beyond_edge, sweep_scores
+from sandbag.study.plan import RULES, beyond_edge, room_beyond, sweep_scores
 from sandbag.study.results import read_results
 
 
@@ -37,14 +37,12 @@ def walk(rule: str, grid: list[float], values: dict, technique: str) -> tuple[fl
     missing from the study's sweep (`values`)."""
     original, grid = sorted(grid), sorted(grid)
     while True:
-        value = beyond_edge(grid, {v: values[v] for v in grid if v in values}, technique, rule)
-        if value is None:
-            return RULES[rule]({v: values[v] for v in grid if v in values}), False
-        high = value > max(original)
-        if sum(1 for v in grid if v not in original and (v > max(original)) == high) >= MAX_EXTENSIONS:
-            return RULES[rule]({v: values[v] for v in grid if v in values}), False
+        swept = {v: values[v] for v in grid if v in values}
+        value = beyond_edge(grid, swept, technique, rule)
+        if value is None or not room_beyond(grid, original, value):
+            return RULES[rule](swept), False
         if value not in values:
-            return RULES[rule]({v: values[v] for v in grid if v in values}), True
+            return RULES[rule](swept), True
         grid = sorted([*grid, value])
 
 

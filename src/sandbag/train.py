@@ -108,6 +108,11 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def min_batch(model: nn.Module) -> int:
+    """The smallest training batch `model` takes: BN cannot normalize a batch of one in training."""
+    return 2 if has_batchnorm(model) else 1
+
+
 @dataclass
 class RunSetup:
     """What a run trains with: its device, data (on the device), model, the module to train (`net`: the model or
@@ -146,7 +151,7 @@ def setup_run(cfg: RunConfig, *, dataset: data_mod.Dataset | None = None, dist=N
     generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
     net = model
     if dist is not None:
-        dist.check(cfg.batch_size, 2 if has_batchnorm(model) else 1, cfg.nproc)
+        dist.check(cfg.batch_size, min_batch(model), cfg.nproc)
         model, net = dist.prepare(model, cfg.specs, cfg.seed)
     optimizer = make_optimizer(cfg, model.parameters())
     return RunSetup(cfg, device, ds, model, net, optimizer, Regularizer(model, cfg.specs), generator)
@@ -233,11 +238,11 @@ def train_one_epoch(
     global batch of `batch_size`, and the metrics are summed over ranks."""
     if not isinstance(regularizer, Regularizer):
         regularizer = Regularizer(net, regularizer)
-    min_batch = 2 if has_batchnorm(net) else 1  # BN cannot normalize a batch of one in training
-    steps = (dist or data_mod).num_batches(len(x), batch_size, min_batch)
+    smallest = min_batch(net)
+    steps = (dist or data_mod).num_batches(len(x), batch_size, smallest)
     batches = (
-        ((xb, yb, 1.0) for xb, yb in data_mod.batches(x, y, batch_size, generator=generator, min_batch=min_batch))
-        if dist is None else dist.batches(x, y, batch_size, generator, min_batch)
+        ((xb, yb, 1.0) for xb, yb in data_mod.batches(x, y, batch_size, generator=generator, min_batch=smallest))
+        if dist is None else dist.batches(x, y, batch_size, generator, smallest)
     )
     sums = run_epoch(net, optimizer, regularizer, batches, steps, on_step=on_step, amp=amp)
     if dist is not None:  # the penalty is the same on every rank: not summed

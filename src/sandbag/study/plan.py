@@ -364,6 +364,13 @@ def choose_strengths(sweep_rows: Iterable[dict], fallback: dict[str, float], swe
     return chosen, fell_back
 
 
+def room_beyond(grid: list[float], original: list[float], value: float) -> bool:
+    """Whether `grid` (the `original` grid as extended so far) may take `value`: fewer than `MAX_EXTENSIONS`
+    strengths added on its side."""
+    high = value > max(original)
+    return sum(1 for v in grid if v not in original and (v > max(original)) == high) < MAX_EXTENSIONS
+
+
 def beyond_edge(grid: list[float], values: dict[float, list[tuple]], technique: str,
                 rule: str = RULE) -> float | None:
     """When the strength `rule` picks sits at an edge of `grid`, the next strength one step beyond that edge (the

@@ -42,6 +42,7 @@ from .plan import (
     choose_strengths,
     dependent_runs,
     independent_runs,
+    room_beyond,
     sweep_arm,
     sweep_scores,
 )
@@ -442,7 +443,7 @@ class Scheduler:
 
     def release(self, queue: list[Run], running: Iterable[Run] = ()) -> list[Run]:
         """For each data set whose sweep just completed: first the runs of a strength beyond the edge of each grid
-        whose best sits there (`plan.beyond_edge`, up to `plan.MAX_EXTENSIONS` a side); once no grid needs one,
+        whose pick sits there (`plan.beyond_edge`, up to `plan.MAX_EXTENSIONS` a side); once no grid needs one,
         choose the strengths and return the (not yet done) dependent runs."""
         busy = {(r.data, r.group) for r in [*queue, *running, *(r for w in self.waiting.values() for r in w)]}
         released = []
@@ -489,11 +490,7 @@ class Scheduler:
         runs = []
         for tech, grid in grids.items():
             value = beyond_edge(grid, scores.get(tech, {}), tech)
-            if value is None:
-                continue
-            original = self.cfg.grid(tech)
-            high = value > max(original)
-            if sum(1 for v in grid if v not in original and (v > max(original)) == high) >= MAX_EXTENSIONS:
+            if value is None or not room_beyond(grid, self.cfg.grid(tech), value):
                 continue
             grid.append(value)
             runs += arm_runs(self.cfg, data, sweep_arm(self.cfg, tech, value))

@@ -35,7 +35,7 @@ import torch
 from .. import data as data_mod
 from .. import files
 from ..runs import RunConfig
-from ..train import denormals_flushed, has_batchnorm, load_data, run_epoch, setup_run
+from ..train import denormals_flushed, load_data, min_batch, run_epoch, setup_run
 from . import plan
 from .claims import Claim
 from .i18n import TIMING_METHOD, TIMING_METHOD_V3
@@ -187,25 +187,21 @@ def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0,
     return out, WALL if cuda else CPU
 
 
-def _min_batch(s) -> int:
-    return 2 if has_batchnorm(s.net) else 1  # as `train_one_epoch`: BN cannot normalize a batch of one
-
-
 def _epoch_images(s, cfg: RunConfig) -> int:
-    """The images one training epoch of the run takes (a trailing batch under the minimum is dropped)."""
-    n, batch = len(s.ds.x_train), cfg.batch_size
-    return n if n % batch >= _min_batch(s) else n - n % batch
+    """The images one training epoch of the run takes (`data.batches` drops a trailing batch under the minimum)."""
+    n = len(s.ds.x_train)
+    return min(n, data_mod.num_batches(n, cfg.batch_size, min_batch(s.net)) * cfg.batch_size)
 
 
 def epoch_chunks(s, cfg: RunConfig, images: int | None):
     """The run's training epochs, each shuffled and batched as `train_one_epoch` does it, cut into chunks of
     `images` // batch size steps (at least one; the whole epoch with None): an endless iterator of chunks, each
     an iterator of (x, y) batches."""
-    x, y, batch = s.ds.x_train, s.ds.y_train, cfg.batch_size
-    steps = data_mod.num_batches(len(x), batch, _min_batch(s))
+    x, y, batch, smallest = s.ds.x_train, s.ds.y_train, cfg.batch_size, min_batch(s.net)
+    steps = data_mod.num_batches(len(x), batch, smallest)
     per = steps if images is None else max(1, images // batch)
     while True:
-        epoch = data_mod.batches(x, y, batch, generator=s.generator, min_batch=_min_batch(s))
+        epoch = data_mod.batches(x, y, batch, generator=s.generator, min_batch=smallest)
         for start in range(0, steps, per):
             yield itertools.islice(epoch, min(per, steps - start))
 
