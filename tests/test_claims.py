@@ -19,6 +19,7 @@ from sandbag.study.stats import (
     NEGLIGIBLE,
     SUPPORTED,
     combine,
+    decision_power,
     detection_power,
     holm,
     mean_std,
@@ -132,6 +133,33 @@ def test_holm_against_statsmodels_where_installed(fresh_seed):
     p = np.random.default_rng(fresh_seed).uniform(0, 0.2, size=25)
     expected = multitest.multipletests(p, alpha=0.05, method="holm")[1]
     assert holm(list(p)) == pytest.approx(list(expected)), fresh_seed
+
+
+def test_decision_power_against_a_simulation(fresh_seed):
+    """The chance to decide a part (detect the difference, or show it negligible) is the share of simulated
+    studies the verdict rule decides, for a fresh draw of seeds, spread and mean inside the smallest effect; without
+    a smallest effect it is the noncentral t's power; seeds_needed is the first seed count that reaches 80%."""
+    rng = np.random.default_rng(fresh_seed)
+    n, sd, smallest = int(rng.integers(4, 30)), float(rng.uniform(0.002, 0.01)), 0.005
+    mean = float(rng.uniform(-0.8, 0.8)) * smallest
+    for direction, null in (("greater", 0.0), ("noninferior", -0.004)):
+        diffs = rng.normal(mean, sd, size=(20000, n))
+        centre = diffs.mean(axis=1)
+        half = stats.t.ppf(0.975, n - 1) * diffs.std(axis=1, ddof=1) / np.sqrt(n)
+        rule = (np.abs(centre - null) > half) | (np.abs(centre) + half < smallest)  # the docstring's rule, at once
+        for d, by_rule in zip(diffs[:100], rule[:100], strict=True):  # ... is paired_verdict's
+            verdict = paired_verdict(list(d), direction, margin=-null, smallest=smallest)["verdict"]
+            assert (verdict in DECIDED) == by_rule
+        decided = rule.mean()
+        expected = decision_power(n, sd, mean, smallest, null)
+        assert decided == pytest.approx(expected, abs=0.015), (fresh_seed, n, sd, mean, direction, decided, expected)
+        assert decision_power(n, sd, mean, None, null) == pytest.approx(detection_power(n, sd, mean - null), abs=1e-3)
+        needed = power(n, sd, mean - null, smallest, null)["seeds_needed"]
+        assert decision_power(needed, sd, mean, smallest, null) >= 0.8
+        assert all(decision_power(m, sd, mean, smallest, null) < 0.8 for m in range(2, min(needed, 100)))
+    # a small observed difference is shown negligible long before it is detected
+    small = power(10, 0.009, -0.0009, smallest)
+    assert small["decide_by_negligible"] and small["seeds_needed"] < power(10, 0.009, -0.0009)["seeds_needed"] / 10
 
 
 def test_power_formula_against_a_simulation(fresh_seed):

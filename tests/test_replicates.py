@@ -110,6 +110,11 @@ def test_the_plateau_centre_takes_the_middle_of_what_the_sweep_cannot_tell_apart
     exact = _scores({1e-5: [0.9, 0.8], 1e-4: [0.9, 0.8], 1e-3: [0.9, 0.8], 1e-2: [0.7, 0.6]})  # no residual
     assert plan.plateau_centre(exact) == 1e-4  # three tied exactly: the middle
     assert plan.plateau_centre(_scores({0.1: [0.9], 0.3: [0.91], 0.5: [0.905]})) == 0.3
+    # all four within one paired error (0.0067) of the best: the two middle ones split by `tie`
+    flat = {1e-5: [0.90, 0.80], 1e-4: [0.89, 0.81], 1e-3: [0.905, 0.805], 1e-2: [0.90, 0.805]}
+    assert [plan.plateau_centre(_scores(flat), tie) for tie in ("better", "weaker", "stronger")] == [1e-3, 1e-4, 1e-3]
+    flat[1e-4], flat[1e-3] = flat[1e-3], flat[1e-4]
+    assert [plan.plateau_centre(_scores(flat), tie) for tie in ("better", "weaker", "stronger")] == [1e-4, 1e-4, 1e-3]
 
 
 def test_a_best_strength_at_an_edge_extends_the_grid_one_step_within_the_valid_range():
@@ -131,6 +136,40 @@ def test_agreement_counts_parts_with_the_same_verdict_timed_apart():
     out = agreement(verdicts("supported", "negligible", "inconclusive"), verdicts("supported", "contradicted",
                                                                                   "supported"))
     assert (out["same"], out["total"], out["same_untimed"], out["total_untimed"]) == (1, 3, 1, 2)
+
+
+def test_agreement_sets_apart_the_parts_whose_arms_ran_at_other_strengths():
+    """A part rests on the chosen strengths of its arms' placeholders; parts whose strengths differ between two
+    studies are counted apart, and the report names each strength that moved (here -> there)."""
+    from sandbag.study.i18n import translator
+    from sandbag.study.report import _agreement_section, part_strengths
+
+    def meta(l2, noise):
+        arms = [{"group": "headline", "arm": "none", "specs": []},
+                {"group": "headline", "arm": "l2", "specs": ["l2={l2}"]},
+                {"group": "headline", "arm": "noise", "specs": ["noise={noise}"]},
+                {"group": "headline", "arm": "bn", "specs": ["bn"]}]
+        parts = [{"kind": "paired", "a": ["headline", arm], "b": ["headline", "none"]} for arm in ("l2", "noise", "bn")]
+        return {"arms": arms, "chosen": {"d": {"l2": l2, "noise": noise}},
+                "claims": [{"number": 1, "id": "c", "parts": parts}]}
+
+    here, there = meta(1e-4, 0.5), meta(1e-3, 0.5)
+    assert part_strengths(here) == {("c", "d", 0): {"l2": 1e-4}, ("c", "d", 1): {"noise": 0.5}, ("c", "d", 2): {}}
+
+    def verdicts(*words):
+        parts = [{"label": f"p{i}", "verdict": w, "mean": 0.1, "timed": False} for i, w in enumerate(words)]
+        return [{"number": 1, "id": "c", "data": {"d": {"parts": parts}}}]
+
+    out = agreement(verdicts("negligible", "supported", "supported"), verdicts("inconclusive", "supported",
+                                                                                "supported"),
+                    part_strengths(here), part_strengths(there))
+    assert (out["same"], out["total"]) == (2, 3)
+    assert (out["same_at_same_strengths"], out["total_at_same_strengths"]) == (2, 2)
+    assert [x["same_strengths"] for x in out["pairs"]] == [False, True, True]
+    text = " ".join(str(b[1]) for b in _agreement_section(out, "other", verdicts("x", "y", "z"), translator("en")))
+    assert "Of the 2 parts whose arms ran at the same chosen strengths in both studies, 2 reach the same" in text
+    assert "l2 0.0001 → 0.001" in text and "noise" not in text
+    assert "total_at_same_strengths" not in agreement(verdicts("supported"), verdicts("supported"))
 
 
 def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny_study, tmp_path, capsys):
@@ -161,6 +200,7 @@ def test_a_replicate_shows_its_original_and_retime_measures_only_the_timing(tiny
     assert seeds == {1000, 1001}
     agreed = json.loads((replicate / "agreement.json").read_text())
     assert agreed["against"] == str(original) and agreed["total"] > 20
+    assert 0 < agreed["total_at_same_strengths"] <= agreed["total"]
     report = (replicate / "report.md").read_text()
     assert f"of {agreed['total']} parts reach the same verdict as" in report
     assert "Replicate 1, seeds 1000-1001" in report
@@ -196,8 +236,8 @@ def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_st
     spec.loader.exec_module(module)
     module.main([tiny_study[0]] * 3)  # a study against itself: every rule agrees, in each of the 3 pairs
     out = capsys.readouterr().out
-    for rule in ("one-standard-error", "best-mean", "plateau-centre"):
-        assert f"{rule}: 12 of 12 pairs of replicates chose alike" in out
+    for rule in plan.RULES:
+        assert f"{rule}: 12 of 12 pairs of replicates chose alike (same strength or a grid neighbour), 12 the " in out
 
 
 def test_a_replicate_refuses_a_folder_that_holds_another_replicate(tiny_study, tmp_path, capsys):

@@ -429,8 +429,10 @@ def _print_comparison(out: Path, lang: str) -> None:
                 power = p.get("power") or {}
                 if power.get("detectable") is not None:
                     needed = power.get("seeds_needed")
-                    more = (f"about {needed} seeds would detect the observed difference" if needed
-                            else "no number of seeds would detect it")
+                    more = (f"about {needed} seeds would decide it (detect the observed difference or show it "
+                            f"negligible)" if needed and power.get("decide_by_negligible")
+                            else f"about {needed} seeds would detect the observed difference" if needed
+                            else "no number of seeds would decide it")
                     print(f"    {p['n']} seeds detect a difference of {power['detectable']:.4g} with 80% power; "
                           f"{more}")
 

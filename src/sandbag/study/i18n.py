@@ -111,9 +111,12 @@ KO: dict[str, str] = {
         "p값을 데이터셋의 모든 짝지은 부분에 대해 Holm 방법으로 보정합니다(전체 제1종 오류율(FWER) 5%). 기계 시간을 "
         "읽는 부분은 따로 한 묶음으로 보정하므로 다른 판정은 기계 속도에 좌우되지 않습니다.",
     "Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power (from the "
-    "observed paired spread), and the seeds that would detect the observed difference.":
+    "observed paired spread), and the seeds that would decide the part with 80% probability were the observed "
+    "difference and spread the truth: by detecting the difference, or by showing it negligible where the part has "
+    "a smallest effect of interest.":
         "검정력: 판단 보류인 부분마다, 이 시드 수로 80% 검정력으로 찾아낼 수 있는 가장 작은 차이(관측된 짝 차이의 "
-        "퍼짐으로 계산)와 관측된 차이를 찾아내려면 필요한 시드 수.",
+        "퍼짐으로 계산)와, 관측된 차이와 퍼짐이 참값이라면 80% 확률로 결론을 낼 시드 수: 차이를 찾아내거나, 최소 관심 "
+        "효과가 있는 부분에서는 차이가 미미함을 보여서.",
     "Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional epoch at which "
     "clean training accuracy reaches {target} (epochs + 1 if never), {how}":
         "격차 = 평가 모드 학습 정확도 − 테스트 정확도. 학습 속도 = 평가 모드 학습 정확도가 {target}에 이르는 (소수) "
@@ -224,6 +227,15 @@ KO: dict[str, str] = {
     "the observed difference ({observed})": "관측된 차이({observed})",
     "the observed distance from the margin ({observed})": "관측된 마진까지의 거리({observed})",
     "{n} seeds would detect {against}": "시드 {n}개면 {against}를 찾아낼 수 있음",
+    "Of the {total} parts whose arms ran at the same chosen strengths in both studies, {same} reach the same verdict. "
+    "The other {other} rest on strengths the two sweeps chose differently ({which}; here → there): each of them "
+    "compares two settings, not one question asked twice.":
+        "두 연구에서 같은 강도로 학습한 부분 {total}개 중 {same}개가 같은 판정에 이릅니다. 나머지 {other}개는 두 "
+        "탐색이 서로 다르게 고른 강도에 기대므로({which}; 여기 → 저기), 같은 질문을 두 번 한 것이 아니라 두 설정을 "
+        "비교한 것입니다.",
+    "strengths, if they differ": "다른 경우의 강도",
+    "{n} seeds would decide it, by detecting {against} or showing it negligible":
+        "시드 {n}개면 결론을 낼 수 있음({against}를 찾아내거나 차이가 미미함을 보여서)",
     "no number of seeds detects a difference of 0": "차이가 0이면 시드를 늘려도 찾아낼 수 없음",
     "more than {n} seeds would be needed for {against}": "{against}에는 시드가 {n}개보다 많이 필요함",
     "pt": "%p",
@@ -290,6 +302,14 @@ KO: dict[str, str] = {
         "평탄 구간 중앙 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (탐색 시드를 짝지은) 차이의 표준오차 1배 "
         "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 평균이 높은 쪽). 검증 곡선의 평탄한 구간이 "
         "매번 같은 강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 강도에 대한 것이다.",
+    "Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one standard "
+    "error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of strength (of two "
+    "middle ones, the stronger: when the sweep cannot tell, regularize), so that a flat stretch of the validation "
+    "curve gives the same strength each time; the verdicts below speak of the strength this rule chose.":
+        "평탄 구간 중앙 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (탐색 시드를 짝지은) 차이의 표준오차 1배 "
+        "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 더 강한 쪽: 탐색이 가려내지 못하면 "
+        "정규화한다). 검증 곡선의 평탄한 구간이 매번 같은 강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 "
+        "강도에 대한 것이다.",
     "P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% Wilson "
     "interval.": "P(A > B): 짝지은 시드 중 A의 값이 B보다 큰 시드의 비율(같으면 절반으로 셈)과 95% Wilson 구간.",
     "Data sampling per seed: seed s draws its own stratified training sample (and its validation and test images); "

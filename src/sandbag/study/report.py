@@ -71,8 +71,8 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
         blocks.append(("p", t("Built by `sandbag report --out` from the study folder `{study}`, which holds "
                               "results.csv, aggregate.csv and runs/.", study=study_dir)))
     if other is not None:
-        agreed = agreement(verdicts, other)
         their_meta = files.read_json(Path(against) / layout.STUDY) or {}
+        agreed = agreement(verdicts, other, part_strengths(meta), part_strengths(their_meta))
         split = variance_split(cfg, rows, their_meta.get("config") or {}, read_results(against))
         files.write_json(out / "agreement.json", jsonable({"against": str(against), **agreed, "variance": split}))
         blocks += _agreement_section(agreed, str(against), shown, t) + _variance_section(split, t)
@@ -406,7 +406,9 @@ def _document(meta, rows, arms, verdicts, figure_paths, study_dir, timing, t, re
               "read machine timings are adjusted as a family of their own, so the other verdicts do not depend on "
               "the machine's speed."),
             t("Power: for each inconclusive part, the smallest difference this many seeds detect with 80% power "
-              "(from the observed paired spread), and the seeds that would detect the observed difference."),
+              "(from the observed paired spread), and the seeds that would decide the part with 80% probability "
+              "were the observed difference and spread the truth: by detecting the difference, or by showing it "
+              "negligible where the part has a smallest effect of interest."),
             t("P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% "
               "Wilson interval."),
             t("Gap = clean (evaluation-mode) training accuracy minus test accuracy. Learning speed = fractional "
@@ -576,24 +578,32 @@ def _sentence_start(numbers: str, shown: list[dict]) -> str:
     return numbers[0].upper() + numbers[1:]
 
 
+def resting_strengths(meta: dict, part: dict, data: str) -> dict[str, float]:
+    """The chosen strengths a claim part (as study.json records it) rests on: {technique: strength} of the
+    placeholders in its arms' specs ("l2={l2}"); {} for a part whose arms are fixed or that reads no arm."""
+    arms = {(a["group"], a["arm"]): a for a in meta.get("arms") or []}
+    chosen = (meta.get("chosen") or {}).get(data) or {}
+    found = {}
+    for side in (part.get("a"), part.get("b"), *(part.get("first") or []), *(part.get("second") or [])):
+        arm = arms.get(tuple(side)) if side else None
+        for spec in (arm or {}).get("specs", []):
+            found.update((name, chosen[name]) for name in chosen if "{" + name + "}" in spec)
+    return found
+
+
 def _depends_on(meta: dict, v: dict, data: str, t) -> list[tuple]:
     """The chosen strengths a claim's verdict rests on, with a warning where one sits at an edge of its grid."""
-    arms = {(a["group"], a["arm"]): a for a in meta.get("arms") or []}
     claim = next((c for c in meta.get("claims") or [] if c.get("id") == v.get("id")), None)
-    chosen = (meta.get("chosen") or {}).get(data) or {}
-    if claim is None or not chosen:
+    if claim is None:
         return []
-    techniques = []
+    chosen = {}
     for part in claim["parts"]:
-        for side in (part.get("a"), part.get("b"), *(part.get("first") or []), *(part.get("second") or [])):
-            arm = arms.get(tuple(side)) if side else None
-            for spec in (arm or {}).get("specs", []):
-                techniques += [name for name in chosen if "{" + name + "}" in spec]
-    if not techniques:
+        chosen.update(resting_strengths(meta, part, data))
+    if not chosen:
         return []
     grids = (meta.get("grids") or {}).get(data) or {}
     named = []
-    for tech in dict.fromkeys(techniques):
+    for tech in chosen:
         grid = sorted(grids.get(tech) or (meta["config"].get("sweep") or {}).get(tech) or [])
         edge = (t(", the strongest of its grid") if len(grid) > 1 and math.isclose(chosen[tech], grid[-1]) else
                 t(", the weakest of its grid") if len(grid) > 1 and math.isclose(chosen[tech], grid[0]) else "")
@@ -602,24 +612,49 @@ def _depends_on(meta: dict, v: dict, data: str, t) -> list[tuple]:
                     strengths="; ".join(named)))]
 
 
-def agreement(verdicts: list[dict], other: list[dict]) -> dict:
+def part_strengths(meta: dict) -> dict[tuple, dict[str, float]]:
+    """{(claim id, data set, part index): the chosen strengths the part rests on} of a study, for every data set
+    (or cell) it chose strengths for; {} for a study.json written before claims and arms were recorded in it."""
+    return {(c.get("id") or c["number"], data, i): resting_strengths(meta, part, data)
+            for c in meta.get("claims") or [] for data in meta.get("chosen") or {}
+            for i, part in enumerate(c["parts"])}
+
+
+def agreement(verdicts: list[dict], other: list[dict], strengths: dict | None = None,
+              their_strengths: dict | None = None) -> dict:
     """Part by part (matched by claim id, data set and position), the verdicts of two studies of one design: each
-    pair, and how many agree, over all parts and over those that do not read machine timings."""
+    pair, and how many agree, over all parts, over those that do not read machine timings, and over those whose
+    arms ran at the same chosen strengths in both studies (`strengths`, `their_strengths`: `part_strengths` of
+    each). Two replicates may choose neighbouring strengths on a flat validation curve; a part that rests on them
+    compares two settings, not one answer asked twice, and the split shows which disagreements are of that kind."""
     theirs = {(v.get("id") or v["number"], d, i): p for v in other for d, r in v["data"].items()
               for i, p in enumerate(r["parts"])}
     pairs = []
     for v in verdicts:
         for data, result in v["data"].items():
             for i, p in enumerate(result["parts"]):
-                q = theirs.get((v.get("id") or v["number"], data, i))
-                if q is not None:
-                    pairs.append({"claim": v["number"], "id": v.get("id"), "data": data, "part": i,
-                                  "label": p["label"], "timed": bool(p.get("timed")), "here": p["verdict"],
-                                  "here_mean": p["mean"], "there": q["verdict"], "there_mean": q["mean"],
-                                  "same": p["verdict"] == q["verdict"]})
+                key = (v.get("id") or v["number"], data, i)
+                q = theirs.get(key)
+                if q is None:
+                    continue
+                pair = {"claim": v["number"], "id": v.get("id"), "data": data, "part": i, "label": p["label"],
+                        "timed": bool(p.get("timed")), "here": p["verdict"], "here_mean": p["mean"],
+                        "there": q["verdict"], "there_mean": q["mean"], "same": p["verdict"] == q["verdict"]}
+                if strengths is not None and their_strengths is not None and key in strengths \
+                        and key in their_strengths:
+                    pair.update(strengths_here=strengths[key], strengths_there=their_strengths[key],
+                                same_strengths=_same_strengths(strengths[key], their_strengths[key]))
+                pairs.append(pair)
     untimed = [x for x in pairs if not x["timed"]]
+    alike = [x for x in pairs if x.get("same_strengths")]
     return {"pairs": pairs, "same": sum(x["same"] for x in pairs), "total": len(pairs),
-            "same_untimed": sum(x["same"] for x in untimed), "total_untimed": len(untimed)}
+            "same_untimed": sum(x["same"] for x in untimed), "total_untimed": len(untimed),
+            **({"same_at_same_strengths": sum(x["same"] for x in alike), "total_at_same_strengths": len(alike)}
+               if any("same_strengths" in x for x in pairs) else {})}
+
+
+def _same_strengths(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a.keys() == b.keys() and all(math.isclose(a[k], b[k]) for k in a)
 
 
 SPLIT_METRICS = ("test_acc", "gap")
@@ -667,14 +702,35 @@ def _variance_section(split: list[dict], t) -> list[tuple]:
 def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[tuple]:
     labels = {(v["number"], d, i): p["label"] for v in shown for d, r in v["data"].items()
               for i, p in enumerate(r["parts"])}
+    split = "total_at_same_strengths" in agreed
     rows = [[str(x["claim"]), labels.get((x["claim"], x["data"], x["part"]), x["label"]), x["data"],
              f"{t(VERDICT_MARK[x['here']])} ({_g(x['here_mean'])})", f"{t(VERDICT_MARK[x['there']])} "
-             f"({_g(x['there_mean'])})", t("yes") if x["same"] else t("no")] for x in agreed["pairs"]]
-    return [("h2", t("Against another study")),
-            ("p", t("**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of "
-                    "{total_untimed} of the parts that do not read machine timings).", other=f"`{against}`",
-                    **{k: agreed[k] for k in ("same", "total", "same_untimed", "total_untimed")})),
-            ("table", ["#", t("part"), t("data"), t("here (mean)"), t("there (mean)"), t("same")], rows)]
+             f"({_g(x['there_mean'])})", *([_strength_change(x)] if split else []), t("yes") if x["same"] else t("no")]
+            for x in agreed["pairs"]]
+    blocks = [("h2", t("Against another study")),
+              ("p", t("**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of "
+                      "{total_untimed} of the parts that do not read machine timings).", other=f"`{against}`",
+                      **{k: agreed[k] for k in ("same", "total", "same_untimed", "total_untimed")}))]
+    moved = dict.fromkeys(change for x in agreed["pairs"] if x.get("same_strengths") is False
+                          for change in _strength_change(x).split("; "))
+    if split and moved:
+        blocks.append(("p", t("Of the {total} parts whose arms ran at the same chosen strengths in both studies, "
+                              "{same} reach the same verdict. The other {other} rest on strengths the two sweeps "
+                              "chose differently ({which}; here → there): each of them compares two settings, not "
+                              "one question asked twice.", total=agreed["total_at_same_strengths"],
+                              same=agreed["same_at_same_strengths"],
+                              other=agreed["total"] - agreed["total_at_same_strengths"],
+                              which="; ".join(moved))))
+    header = ["#", t("part"), t("data"), t("here (mean)"), t("there (mean)"),
+              *([t("strengths, if they differ")] if split else []), t("same")]
+    return [*blocks, ("table", header, rows)]
+
+
+def _strength_change(pair: dict) -> str:
+    """"l2 0.0001 → 0.001" for each strength a part rests on that differs between the two studies; "" if none."""
+    here, there = pair.get("strengths_here") or {}, pair.get("strengths_there") or {}
+    return "; ".join(f"{tech} {_g(here[tech])} → {_g(there.get(tech))}" for tech in here
+                     if there.get(tech) is None or not math.isclose(here[tech], there[tech]))
 
 
 def _sampling_text(cfg: dict, t) -> str:
@@ -822,6 +878,12 @@ def _strength_section(meta, rows, data, t) -> list[tuple]:
              "strength (of two middle ones, the better mean), so that a flat stretch of the validation curve gives "
              "the same strength each time; the verdicts below speak of the strength this rule chose.")
            if rule == "plateau-centre" else
+           t("Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one "
+             "standard error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of "
+             "strength (of two middle ones, the stronger: when the sweep cannot tell, regularize), so that a flat "
+             "stretch of the validation curve gives the same strength each time; the verdicts below speak of the "
+             "strength this rule chose.")
+           if rule == "plateau-centre-stronger" else
            t("Chosen by the best mean validation accuracy; the verdicts below speak of that strength."))
     blocks = [("h2", t("Chosen strengths ({data})", data=data)),
               ("p", t(per_strength, seeds=seeds) + " " + how),
@@ -1025,7 +1087,9 @@ def _power_lines(parts: list[dict], t) -> list[str]:
         against = (t("the observed distance from the margin ({observed})", observed=_amount(p, power["observed"], t))
                    if p.get("direction") in stats.NEEDS_MARGIN else
                    t("the observed difference ({observed})", observed=_amount(p, power["observed"], t)))
-        more = (t("{n} seeds would detect {against}", n=needed, against=against) if needed
+        more = (t("{n} seeds would decide it, by detecting {against} or showing it negligible", n=needed,
+                  against=against) if needed and power.get("decide_by_negligible")
+                else t("{n} seeds would detect {against}", n=needed, against=against) if needed
                 else t("no number of seeds detects a difference of 0") if not power.get("observed")
                 else t("more than {n} seeds would be needed for {against}", n=stats.MAX_SEEDS, against=against))
         lines.append(t("Power ({label}): with n = {n} the smallest difference detected with 80% power is "

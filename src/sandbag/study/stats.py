@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, MIXED = "supported", "contradicted", "inconclusive", "mixed"
 NEGLIGIBLE = "negligible"
 NOT_TESTABLE = "not testable"  # the metric sits at its bound (accuracy 1.0, say) in both arms: no room to measure
@@ -74,7 +76,7 @@ def paired_verdict(diffs: list[float], direction: str, margin: float = 0.0, smal
         p = _p_equivalence(mean, se, n, smallest)
     out = {"n": n, "mean": mean, "ci_low": low, "ci_high": high, "verdict": verdict, "p": p}
     if verdict == INCONCLUSIVE:
-        out["power"] = power(n, sd, mean - null)
+        out["power"] = power(n, sd, mean - null, smallest, null)
     return out
 
 
@@ -113,22 +115,62 @@ def detection_power(n: int, sd: float, effect: float) -> float:
     return value if math.isfinite(value) else 1.0  # scipy gives nan far out in the tail, where the power is 1
 
 
-def power(n: int, sd: float, observed: float) -> dict:
+def decision_power(n: int, sd: float, mean: float, smallest: float | None = None, null: float = 0.0) -> float:
+    """Probability that n paired seeds decide a part whose differences are normal with this mean and sd: the 95%
+    interval excludes `null` (supported or contradicted), or lies inside +-`smallest` (negligible; not counted
+    without a smallest effect of interest).
+
+    For a sample standard deviation s the interval is mean-hat +- h, h = t * s / sqrt(n), and mean-hat is normal
+    around `mean`; it decides when mean-hat lies outside [null - h, null + h] or inside the negligible zone
+    (-(smallest - h), smallest - h). The two events' union is the first plus the part of the zone inside the
+    first's complement. s is integrated out over its chi distribution (Gauss-Legendre in its quantiles)."""
+    from scipy import special, stats
+
+    if n < 2 or not sd > 0:
+        return math.nan
+    se = sd / math.sqrt(n)
+    quantiles = (_NODES + 1) / 2  # Gauss-Legendre on (0, 1)
+    s = sd * np.sqrt(stats.chi2.ppf(quantiles, n - 1) / (n - 1))
+    half = stats.t.ppf(1 - ALPHA / 2, n - 1) * s / math.sqrt(n)
+
+    def below(x):  # P(mean-hat < x)
+        return special.ndtr((x - mean) / se)
+
+    excludes = below(null - half) + 1 - below(null + half)
+    zone = np.maximum(0.0, (smallest or 0.0) - half)
+    low, high = np.maximum(-zone, null - half), np.minimum(zone, null + half)
+    inside = np.where(high > low, below(high) - below(low), 0.0)
+    return float(np.clip(np.sum(_WEIGHTS / 2 * (excludes + inside)), 0.0, 1.0))
+
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)
+
+
+def power(n: int, sd: float, observed: float, smallest: float | None = None, null: float = 0.0) -> dict:
     """For an inconclusive part: the smallest difference these n seeds detect with 80% power (`detectable`), and
-    the seeds that would detect the observed difference with 80% power (`seeds_needed`; None when it cannot be
-    said: fewer than 2 seeds, no spread, or no difference)."""
+    the seeds that would decide the part with 80% probability were the observed difference from `null`
+    (`observed`) and spread the truth (`seeds_needed`; None when it cannot be said: fewer than 2 seeds, no spread,
+    or no difference and no smallest effect). With a smallest effect of interest, deciding includes showing the
+    difference negligible, which a small observed difference reaches long before detecting it
+    (`decide_by_negligible` says that this was counted)."""
     from scipy import optimize
 
+    out = {"detectable": None, "seeds_needed": None, "observed": observed}
     if n < 2 or not sd > 0 or not math.isfinite(sd):
-        return {"detectable": None, "seeds_needed": None, "observed": observed}
+        return out
     high = sd
     while detection_power(n, sd, high) < POWER:
         high *= 2
-    detectable = optimize.brentq(lambda d: detection_power(n, sd, d) - POWER, 0.0, high, xtol=1e-12 * sd)
-    needed = None
-    if observed and math.isfinite(observed):
-        needed = next((m for m in _seed_counts() if detection_power(m, sd, abs(observed)) >= POWER), None)
-    return {"detectable": float(detectable), "seeds_needed": needed, "observed": observed}
+    out["detectable"] = float(optimize.brentq(lambda d: detection_power(n, sd, d) - POWER, 0.0, high,
+                                              xtol=1e-12 * sd))
+    if smallest and math.isfinite(observed):
+        out["decide_by_negligible"] = True
+        out["seeds_needed"] = next((m for m in _seed_counts()
+                                    if decision_power(m, sd, observed + null, smallest, null) >= POWER), None)
+    elif observed and math.isfinite(observed):
+        out["seeds_needed"] = next((m for m in _seed_counts() if detection_power(m, sd, abs(observed)) >= POWER),
+                                   None)
+    return out
 
 
 def _seed_counts():
