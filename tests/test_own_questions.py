@@ -218,6 +218,10 @@ def test_compare_prints_a_verdict_per_part_and_writes_a_study_folder(tmp_path, c
                   "fewer epochs"):
         assert claim in printed
     assert printed.count("95% CI [") == 3 and "n = 2 seeds" in printed
+    for line in printed.splitlines():  # each inconclusive part says what would decide it, negligible counted
+        if line.endswith("-> inconclusive"):
+            following = printed.split(line, 1)[1].splitlines()[1]
+            assert "would decide it" in following, following
     meta = json.loads((out / "study.json").read_text())
     assert [a["arm"] for a in meta["arms"]] == ["dropout=0.5", "none"] and meta["config"]["lecture"] is False
     english = (out / "verdicts.json").read_text()

@@ -4,6 +4,7 @@ grid extended beyond its edge, P(A > B), agreement between two studies, and the 
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,6 +239,29 @@ def test_the_strength_rule_benchmark_counts_replicates_that_choose_alike(tiny_st
     out = capsys.readouterr().out
     for rule in plan.RULES:
         assert f"{rule}: 12 of 12 pairs of replicates chose alike (same strength or a grid neighbour), 12 the " in out
+
+
+def test_timing_is_measured_again_when_a_timed_arm_runs_at_another_strength(tiny_study):
+    """timing.json records each arm's regularizers as timed; a resumed study whose chosen strength moved (a wider
+    grid, another rule) no longer reads it as current, and a row without them (older timing.json) is not either."""
+    from sandbag.study import load_config, timing
+
+    cfg = load_config(TINY)
+    meta = json.loads((Path(tiny_study[0]) / "study.json").read_text())
+    measured = json.loads((Path(tiny_study[0]) / "timing.json").read_text())
+    chosen = meta["chosen"]
+    assert timing.is_current(measured, cfg, chosen)
+    timed = {tuple(arm) for arm in timing.timed_arms(cfg.design.claims)}
+    rested = {r["arm"]: r["regs"] for r in measured["rows"] if (r["group"], r["arm"]) in timed}
+    assert any("{" not in reg and "=" in reg for regs in rested.values() for reg in regs), rested
+    for data, strengths in chosen.items():
+        for tech in strengths:
+            moved = {**chosen, data: {**strengths, tech: strengths[tech] / 2}}
+            # moved matters exactly when a timed arm rests on the technique
+            rests = any(reg.startswith(f"{tech}=") for regs in rested.values() for reg in regs)
+            assert timing.is_current(measured, cfg, moved) is not rests, (tech, rested)
+    stale = {**measured, "rows": [{k: v for k, v in r.items() if k != "regs"} for r in measured["rows"]]}
+    assert not timing.is_current(stale, cfg, chosen)
 
 
 def test_a_replicate_refuses_a_folder_that_holds_another_replicate(tiny_study, tmp_path, capsys):

@@ -704,9 +704,9 @@ def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list
               for i, p in enumerate(r["parts"])}
     split = "total_at_same_strengths" in agreed
     rows = [[str(x["claim"]), labels.get((x["claim"], x["data"], x["part"]), x["label"]), x["data"],
-             f"{t(VERDICT_MARK[x['here']])} ({_g(x['here_mean'])})", f"{t(VERDICT_MARK[x['there']])} "
-             f"({_g(x['there_mean'])})", *([_strength_change(x)] if split else []), t("yes") if x["same"] else t("no")]
-            for x in agreed["pairs"]]
+             f"{t(VERDICT_MARK[x['here']])} ({_mean_cell(x['here_mean'])})", f"{t(VERDICT_MARK[x['there']])} "
+             f"({_mean_cell(x['there_mean'])})", *([_strength_change(x)] if split else []),
+             t("yes") if x["same"] else t("no")] for x in agreed["pairs"]]
     blocks = [("h2", t("Against another study")),
               ("p", t("**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of "
                       "{total_untimed} of the parts that do not read machine timings).", other=f"`{against}`",
@@ -724,6 +724,10 @@ def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list
     header = ["#", t("part"), t("data"), t("here (mean)"), t("there (mean)"),
               *([t("strengths, if they differ")] if split else []), t("same")]
     return [*blocks, ("table", header, rows)]
+
+
+def _mean_cell(mean) -> str:
+    return _g(math.nan if mean is None else mean)  # the other study's verdicts.json wrote its NaN as null
 
 
 def _strength_change(pair: dict) -> str:

@@ -176,7 +176,7 @@ def run_study(
         timed = time.perf_counter()
         run_phase = timed - started
         if cfg.timing_repeats and timing.timed_arms(cfg.design.claims) and all(d in chosen for d in cfg.cells):
-            if retime or not timing.is_current(files.read_json(study_dir / TIMING), cfg):
+            if retime or not timing.is_current(files.read_json(study_dir / TIMING), cfg, chosen):
                 timing.measure(cfg, study_dir, threads, chosen)  # alone: every run has finished
         meta.update(chosen=chosen, chosen_by_textbook_fallback=scheduler.fallbacks, grids=scheduler.grids,
                     grid_extensions=MAX_EXTENSIONS,

@@ -82,7 +82,7 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
                     for arm, m in zip(order, measured, strict=True):
                         found[arm] = _merged(found.get(arm, {}), m, chunks=steps is not None)
                 rows += [{"data": data, "group": g, "arm": a, "seed": seed, "batch_size": batch[(g, a)],
-                          **found[(g, a)]} for g, a in sorted(found)]
+                          "regs": configs[(data, g, a)].regs, **found[(g, a)]} for g, a in sorted(found)]
     finally:
         torch.set_num_threads(previous)
     fields = {"warmup": WARMUP_STEPS, "threads": threads, "min_seconds": cfg.timing_seconds, "steps": ROUND_STEPS}
@@ -126,15 +126,20 @@ def _merged(row: dict, measured: dict, chunks: bool) -> dict:
     return out
 
 
-def is_current(timing: dict | None, cfg) -> bool:
-    """Whether a study folder's timing.json already measures what `cfg`'s timed claims compare, as this version
-    measures it (then a resumed study keeps it; `sandbag study --retime` measures again)."""
+def is_current(timing: dict | None, cfg, chosen: dict[str, dict[str, float]]) -> bool:
+    """Whether a study folder's timing.json already measures what `cfg`'s timed claims compare, at the strengths
+    `chosen` now (per data set), as this version measures it (then a resumed study keeps it; `sandbag study
+    --retime` measures again). A resumed study can choose another strength (a wider grid, another rule): its arms'
+    times are then of a setting no run has any more."""
     if not timing or timing.get("version") != VERSION or timing.get("repeats") != cfg.timing_repeats:
         return False
     if (timing.get("method_fields") or {}).get("min_seconds") != cfg.timing_seconds:
         return False
-    have = {(r["data"], r["group"], r["arm"]) for r in timing["rows"]}
-    return all((d, *arm) in have for d in cfg.cells for arm in timed_arms(cfg.design.claims))
+    have = {(r["data"], r["group"], r["arm"]): r.get("regs") for r in timing["rows"]}
+    regs = {(r.data, r.group, r.arm): r.config.regs for d in cfg.cells for r in plan.runs_of(cfg, d, chosen[d])
+            if r.seed == cfg.first_seed}
+    return all((d, *arm) in have and have[(d, *arm)] == regs.get((d, *arm)) for d in cfg.cells
+               for arm in timed_arms(cfg.design.claims))
 
 
 def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0,
