@@ -143,7 +143,7 @@ def test_agreement_sets_apart_the_parts_whose_arms_ran_at_other_strengths():
     """A part rests on the chosen strengths of its arms' placeholders; parts whose strengths differ between two
     studies are counted apart, and the report names each strength that moved (here -> there)."""
     from sandbag.study.i18n import translator
-    from sandbag.study.report import _agreement_section, part_strengths
+    from sandbag.study.report import agreement_section, part_strengths
 
     def meta(l2, noise):
         arms = [{"group": "headline", "arm": "none", "specs": []},
@@ -167,7 +167,7 @@ def test_agreement_sets_apart_the_parts_whose_arms_ran_at_other_strengths():
     assert (out["same"], out["total"]) == (2, 3)
     assert (out["same_at_same_strengths"], out["total_at_same_strengths"]) == (2, 2)
     assert [x["same_strengths"] for x in out["pairs"]] == [False, True, True]
-    text = " ".join(str(b[1]) for b in _agreement_section(out, "other", verdicts("x", "y", "z"), translator("en")))
+    text = " ".join(str(b[1]) for b in agreement_section(out, "other", verdicts("x", "y", "z"), translator("en")))
     assert "Of the 2 parts whose arms ran at the same chosen strengths in both studies, 2 reach the same" in text
     assert "l2 0.0001 → 0.001" in text and "noise" not in text
     assert "total_at_same_strengths" not in agreement(verdicts("supported"), verdicts("supported"))

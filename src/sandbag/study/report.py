@@ -75,7 +75,7 @@ def build_report(study_dir: Path | str, lang: str = "en", against: Path | str | 
         agreed = agreement(verdicts, other, part_strengths(meta), part_strengths(their_meta))
         split = variance_split(cfg, rows, their_meta.get("config") or {}, read_results(against))
         files.write_json(out / "agreement.json", jsonable({"against": str(against), **agreed, "variance": split}))
-        blocks += _agreement_section(agreed, str(against), shown, t) + _variance_section(split, t)
+        blocks += agreement_section(agreed, str(against), shown, t) + _variance_section(split, t)
     files.write_text(out / "report.md", _markdown(blocks))
     files.write_text(out / "report.html", _html(blocks, out, lang))
     return out / "report.html"
@@ -699,7 +699,9 @@ def _variance_section(split: list[dict], t) -> list[tuple]:
                        t("sample's share")], rows)]
 
 
-def _agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[tuple]:
+def agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[tuple]:
+    """The report's blocks for `agreement`'s result against the study `against`: the count, the split by chosen
+    strengths where both studies recorded them, and the table, part by part."""
     labels = {(v["number"], d, i): p["label"] for v in shown for d, r in v["data"].items()
               for i, p in enumerate(r["parts"])}
     split = "total_at_same_strengths" in agreed
