@@ -224,6 +224,39 @@ def test_presets_load_and_bad_configs_are_clear(tmp_path):
     assert StudyConfig.from_dict(StudyConfig().to_dict()) == StudyConfig()
 
 
+def test_a_study_file_can_start_from_a_preset(tmp_path, monkeypatch):
+    """`preset = "NAME"`: the file's keys replace the preset's, its tables merge into the preset's key by key, its
+    lists replace the preset's whole; a preset that is not one, and presets naming each other, are one-line errors."""
+    from sandbag.study import config as config_mod
+
+    own = tmp_path / "own.toml"
+    own.write_text('preset = "standard"\nname = "mine"\nseeds = 6\nextra_seeds = 5\nbatch_sizes = [32]\n'
+                   '[smallest_effect]\ntest_acc = 0.01\n[sweep]\nl2 = [1e-4, 1e-3]\n')
+    cfg, standard = load_config(own), load_preset("standard")
+    assert (cfg.name, cfg.seeds, cfg.extra_seeds, cfg.batch_sizes) == ("mine", 6, 5, [32])
+    assert cfg.smallest_effect == {**standard.smallest_effect, "test_acc": 0.01}
+    assert cfg.sweep == {**standard.sweep, "l2": [1e-4, 1e-3]}
+    same = {k for k, v in cfg.to_dict().items() if v == standard.to_dict()[k]}
+    assert same == set(standard.to_dict()) - {"name", "seeds", "extra_seeds", "batch_sizes", "smallest_effect",
+                                              "sweep"}
+    # the regime-fashion preset is the regime preset's design at other sizes, on other data
+    fashion, regime = load_preset("regime-fashion"), load_preset("regime")
+    assert fashion.claims == regime.claims and fashion.arms == regime.arms and fashion.data == ["fashion-mnist"]
+    for text, message in (('preset = "huge"\n', "unknown preset 'huge'"), ("preset = 3\n", "must be a preset's name")):
+        own.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_config(own)
+    files = {"quick.toml": 'preset = "standard"\n', "standard.toml": 'preset = "quick"\n'}
+
+    class Package:
+        def joinpath(self, name):
+            return type("File", (), {"read_text": lambda _self: files[name]})()
+
+    monkeypatch.setattr(config_mod.resources, "files", lambda _package: Package())
+    with pytest.raises(ConfigError, match="in a circle: quick -> standard -> quick"):
+        load_preset("quick")
+
+
 def test_more_seeds_reuse_the_runs_already_done(tiny_study, tmp_path):
     """`sandbag study --seeds 3 --extra-seeds 3` on a finished 2-seed study adds the third seed's runs only."""
     out, _ = tiny_study

@@ -284,11 +284,34 @@ def check_type(key: str, value, annotation, source: str) -> None:
 # Loading
 
 
-def preset_table(name: str) -> dict:
-    """A preset's TOML as it is (`load_preset` checks it and makes its design)."""
+def preset_table(name: str, _from: tuple[str, ...] = ()) -> dict:
+    """A preset's TOML, with the preset it starts from merged in (`starting_from`); `load_preset` checks it and
+    makes its design."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return tomllib.loads(resources.files("sandbag.presets").joinpath(f"{name}.toml").read_text())
+    if name in _from:
+        raise ConfigError(f"presets start from each other in a circle: {' -> '.join((*_from, name))}")
+    table = tomllib.loads(resources.files("sandbag.presets").joinpath(f"{name}.toml").read_text())
+    return starting_from(table, f"preset {name}", (*_from, name))
+
+
+def starting_from(table: dict, source: str, _from: tuple[str, ...] = ()) -> dict:
+    """A study file's table over the preset it names in `preset = "NAME"` (if any): the file's keys replace the
+    preset's, its tables ([sweep], [smallest_effect] ...) merge into the preset's key by key, and its lists
+    ([[claims]], [[arms]], data, batch_sizes) replace the preset's whole."""
+    if "preset" not in table:
+        return table
+    name = table["preset"]
+    if not isinstance(name, str):
+        raise ConfigError(f"{source}: preset must be a preset's name, got {name!r}; valid: {', '.join(PRESETS)}")
+    return _merged(preset_table(name, _from), {k: v for k, v in table.items() if k != "preset"})
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 def load_preset(name: str) -> StudyConfig:
@@ -305,4 +328,4 @@ def load_config(path: str | Path) -> StudyConfig:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return StudyConfig.from_dict(d, source=str(path))
+    return StudyConfig.from_dict(starting_from(d, str(path)), source=str(path))
