@@ -297,19 +297,13 @@ KO: dict[str, str] = {
         "규칙이 고른 강도가 끝에 있던 탐색 범위를 그 끝 너머로 넓혔다(한 번에 한 단계, 한쪽에 최대 {n}개): {values}.",
     "Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one standard "
     "error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of strength (of two "
-    "middle ones, the better mean), so that a flat stretch of the validation curve gives the same strength each "
-    "time; the verdicts below speak of the strength this rule chose.":
+    "middle ones, {tie}), so that a flat stretch of the validation curve gives the same strength each time; the "
+    "verdicts below speak of the strength this rule chose.":
         "평탄 구간 중앙 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (탐색 시드를 짝지은) 차이의 표준오차 1배 "
-        "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 평균이 높은 쪽). 검증 곡선의 평탄한 구간이 "
-        "매번 같은 강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 강도에 대한 것이다.",
-    "Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one standard "
-    "error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of strength (of two "
-    "middle ones, the stronger: when the sweep cannot tell, regularize), so that a flat stretch of the validation "
-    "curve gives the same strength each time; the verdicts below speak of the strength this rule chose.":
-        "평탄 구간 중앙 규칙으로 골랐다: 검증 정확도 평균이 최고 평균에서 (탐색 시드를 짝지은) 차이의 표준오차 1배 "
-        "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 더 강한 쪽: 탐색이 가려내지 못하면 "
-        "정규화한다). 검증 곡선의 평탄한 구간이 매번 같은 강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 "
-        "강도에 대한 것이다.",
+        "안에 드는 강도들 가운데 강도 순으로 가운데 것(가운데가 둘이면 {tie}). 검증 곡선의 평탄한 구간이 매번 같은 "
+        "강도를 주도록 하기 위함이며, 아래 판정은 이 규칙이 고른 강도에 대한 것이다.",
+    "the better mean": "평균이 높은 쪽",
+    "the stronger: when the sweep cannot tell, regularize": "더 강한 쪽: 탐색이 가려내지 못하면 정규화한다",
     "P(A > B): the share of paired seeds in which A's value is above B's (a tie counts half), with its 95% Wilson "
     "interval.": "P(A > B): 짝지은 시드 중 A의 값이 B보다 큰 시드의 비율(같으면 절반으로 셈)과 95% Wilson 구간.",
     "Data sampling per seed: seed s draws its own stratified training sample (and its validation and test images); "

@@ -640,10 +640,9 @@ def agreement(verdicts: list[dict], other: list[dict], strengths: dict | None = 
                 pair = {"claim": v["number"], "id": v.get("id"), "data": data, "part": i, "label": p["label"],
                         "timed": bool(p.get("timed")), "here": p["verdict"], "here_mean": p["mean"],
                         "there": q["verdict"], "there_mean": q["mean"], "same": p["verdict"] == q["verdict"]}
-                if strengths is not None and their_strengths is not None and key in strengths \
-                        and key in their_strengths:
+                if key in (strengths or {}) and key in (their_strengths or {}):
                     pair.update(strengths_here=strengths[key], strengths_there=their_strengths[key],
-                                same_strengths=_same_strengths(strengths[key], their_strengths[key]))
+                                same_strengths=not _moved(strengths[key], their_strengths[key]))
                 pairs.append(pair)
     untimed = [x for x in pairs if not x["timed"]]
     alike = [x for x in pairs if x.get("same_strengths")]
@@ -653,8 +652,10 @@ def agreement(verdicts: list[dict], other: list[dict], strengths: dict | None = 
                if any("same_strengths" in x for x in pairs) else {})}
 
 
-def _same_strengths(a: dict[str, float], b: dict[str, float]) -> bool:
-    return a.keys() == b.keys() and all(math.isclose(a[k], b[k]) for k in a)
+def _moved(here: dict[str, float], there: dict[str, float]) -> list[str]:
+    """"l2 0.0001 → 0.001" for each chosen strength a part rests on that differs between two studies."""
+    return [f"{tech} {_g(here.get(tech))} → {_g(there.get(tech))}" for tech in dict.fromkeys([*here, *there])
+            if tech not in here or tech not in there or not math.isclose(here[tech], there[tech])]
 
 
 SPLIT_METRICS = ("test_acc", "gap")
@@ -707,14 +708,15 @@ def agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[
     split = "total_at_same_strengths" in agreed
     rows = [[str(x["claim"]), labels.get((x["claim"], x["data"], x["part"]), x["label"]), x["data"],
              f"{t(VERDICT_MARK[x['here']])} ({_mean_cell(x['here_mean'])})", f"{t(VERDICT_MARK[x['there']])} "
-             f"({_mean_cell(x['there_mean'])})", *([_strength_change(x)] if split else []),
+             f"({_mean_cell(x['there_mean'])})",
+             *(["; ".join(_moved(x.get("strengths_here") or {}, x.get("strengths_there") or {}))] if split else []),
              t("yes") if x["same"] else t("no")] for x in agreed["pairs"]]
     blocks = [("h2", t("Against another study")),
               ("p", t("**{same} of {total} parts reach the same verdict as {other}** ({same_untimed} of "
                       "{total_untimed} of the parts that do not read machine timings).", other=f"`{against}`",
                       **{k: agreed[k] for k in ("same", "total", "same_untimed", "total_untimed")}))]
     moved = dict.fromkeys(change for x in agreed["pairs"] if x.get("same_strengths") is False
-                          for change in _strength_change(x).split("; "))
+                          for change in _moved(x["strengths_here"], x["strengths_there"]))
     if split and moved:
         blocks.append(("p", t("Of the {total} parts whose arms ran at the same chosen strengths in both studies, "
                               "{same} reach the same verdict. The other {other} rest on strengths the two sweeps "
@@ -730,13 +732,6 @@ def agreement_section(agreed: dict, against: str, shown: list[dict], t) -> list[
 
 def _mean_cell(mean) -> str:
     return _g(math.nan if mean is None else mean)  # the other study's verdicts.json wrote its NaN as null
-
-
-def _strength_change(pair: dict) -> str:
-    """"l2 0.0001 → 0.001" for each strength a part rests on that differs between the two studies; "" if none."""
-    here, there = pair.get("strengths_here") or {}, pair.get("strengths_there") or {}
-    return "; ".join(f"{tech} {_g(here[tech])} → {_g(there.get(tech))}" for tech in here
-                     if there.get(tech) is None or not math.isclose(here[tech], there[tech]))
 
 
 def _sampling_text(cfg: dict, t) -> str:
@@ -839,6 +834,11 @@ def problem_blocks(meta, rows, t) -> list[tuple]:
     return out
 
 
+# how each plateau-centre rule (study.json's strength_rule) breaks a tie between two middle strengths
+PLATEAU_TIES = {"plateau-centre": "the better mean",
+                "plateau-centre-stronger": "the stronger: when the sweep cannot tell, regularize"}
+
+
 def _strength_section(meta, rows, data, t) -> list[tuple]:
     cfg = meta["config"]
     chosen = meta.get("chosen", {}).get(data, {})
@@ -881,15 +881,9 @@ def _strength_section(meta, rows, data, t) -> list[tuple]:
              "chose.") if rule == "one-standard-error" else
            t("Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one "
              "standard error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of "
-             "strength (of two middle ones, the better mean), so that a flat stretch of the validation curve gives "
-             "the same strength each time; the verdicts below speak of the strength this rule chose.")
-           if rule == "plateau-centre" else
-           t("Chosen by the plateau-centre rule: of the strengths whose mean validation accuracy is within one "
-             "standard error of a difference (the sweep's seeds paired) of the best mean, the middle one in order of "
-             "strength (of two middle ones, the stronger: when the sweep cannot tell, regularize), so that a flat "
-             "stretch of the validation curve gives the same strength each time; the verdicts below speak of the "
-             "strength this rule chose.")
-           if rule == "plateau-centre-stronger" else
+             "strength (of two middle ones, {tie}), so that a flat stretch of the validation curve gives the same "
+             "strength each time; the verdicts below speak of the strength this rule chose.",
+             tie=t(PLATEAU_TIES[rule])) if rule in PLATEAU_TIES else
            t("Chosen by the best mean validation accuracy; the verdicts below speak of that strength."))
     blocks = [("h2", t("Chosen strengths ({data})", data=data)),
               ("p", t(per_strength, seeds=seeds) + " " + how),

@@ -115,6 +115,9 @@ def detection_power(n: int, sd: float, effect: float) -> float:
     return value if math.isfinite(value) else 1.0  # scipy gives nan far out in the tail, where the power is 1
 
 
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)  # decision_power's quadrature over the sample spread
+
+
 def decision_power(n: int, sd: float, mean: float, smallest: float | None = None, null: float = 0.0) -> float:
     """Probability that n paired seeds decide a part whose differences are normal with this mean and sd: the 95%
     interval excludes `null` (supported or contradicted), or lies inside +-`smallest` (negligible; not counted
@@ -141,9 +144,6 @@ def decision_power(n: int, sd: float, mean: float, smallest: float | None = None
     low, high = np.maximum(-zone, null - half), np.minimum(zone, null + half)
     inside = np.where(high > low, below(high) - below(low), 0.0)
     return float(np.clip(np.sum(_WEIGHTS / 2 * (excludes + inside)), 0.0, 1.0))
-
-
-_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)
 
 
 def power(n: int, sd: float, observed: float, smallest: float | None = None, null: float = 0.0) -> dict:

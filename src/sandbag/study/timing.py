@@ -60,8 +60,7 @@ def measure(cfg, study_dir: Path, threads: int, chosen: dict[str, dict[str, floa
     """Time every arm of the timing claims `cfg.timing_repeats` times on each data set (at the strengths `chosen`
     per data set), in the rounds `passes` gives each (`whole_epochs`: every arm epoch by epoch, as timing.json
     version 3 did; `benchmarks/timing_estimators.py` compares the two); write timing.json."""
-    configs = {(r.data, r.group, r.arm): r.config for d in cfg.cells
-               for r in plan.runs_of(cfg, d, chosen[d]) if r.seed == cfg.first_seed}
+    configs = _timed_configs(cfg, chosen)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     rows, clock = [], CPU
@@ -136,10 +135,15 @@ def is_current(timing: dict | None, cfg, chosen: dict[str, dict[str, float]]) ->
     if (timing.get("method_fields") or {}).get("min_seconds") != cfg.timing_seconds:
         return False
     have = {(r["data"], r["group"], r["arm"]): r.get("regs") for r in timing["rows"]}
-    regs = {(r.data, r.group, r.arm): r.config.regs for d in cfg.cells for r in plan.runs_of(cfg, d, chosen[d])
+    configs = _timed_configs(cfg, chosen)
+    return all((d, *arm) in have and (d, *arm) in configs and have[(d, *arm)] == configs[(d, *arm)].regs
+               for d in cfg.cells for arm in timed_arms(cfg.design.claims))
+
+
+def _timed_configs(cfg, chosen: dict[str, dict[str, float]]) -> dict[tuple[str, str, str], RunConfig]:
+    """{(data, group, arm): its first seed's run config at the strengths `chosen`}: what the timing phase trains."""
+    return {(r.data, r.group, r.arm): r.config for d in cfg.cells for r in plan.runs_of(cfg, d, chosen[d])
             if r.seed == cfg.first_seed}
-    return all((d, *arm) in have and have[(d, *arm)] == regs.get((d, *arm)) for d in cfg.cells
-               for arm in timed_arms(cfg.design.claims))
 
 
 def alternated(configs: list[RunConfig], dataset, min_seconds: float = 1.0,
